@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Local stand-ins for the cloud, no Docker:
+#   kafka   tansu (Apache-Kafka-compatible broker, sqlite storage)
+#   s3      moto_server (S3, also Glue)
+#   lambda  cargo lambda watch: the Lambda Invoke REST API for every binary of the workspace
+#
+#   scripts/stack.sh up DIR [kafka] [s3] [lambda]   (default: kafka s3)
+#   scripts/stack.sh down DIR
+#   scripts/stack.sh env DIR                         (print DIR/stack.env)
+#
+# `up` picks free ports on 127.0.0.1, waits until each service answers, and writes
+# DIR/stack.env (sourceable, KEY=VALUE lines):
+#   REFOLD_KAFKA_BROKERS=127.0.0.1:P   REFOLD_S3_ENDPOINT=http://127.0.0.1:P
+#   REFOLD_LAMBDA_ENDPOINT=http://127.0.0.1:P   (only with `lambda`)
+#   AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_REGION (dummy, for moto)
+# Logs and PIDs go to DIR/*.log and DIR/*.pid; each service runs in its own process group
+# and `down` stops exactly those groups.
+# The lambda service runs `cargo lambda watch --release --ignore-changes` with
+# CARGO_TARGET_DIR=$HOME/.cache/refold/target; the functions get the variables of
+# DIR/lambda.env when that file exists (write it before `up`), or of $REFOLD_LAMBDA_ENV_FILE.
+# Tools come from scripts/install-test-tools.sh ($HOME/.cache/refold/{venv,tools}).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${REFOLD_CACHE:-$HOME/.cache/refold}"
+export PATH="$CACHE/venv/bin:$CACHE/tools/bin:$PATH"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+
+die() { echo "stack.sh: $*" >&2; exit 1; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_port() { # port seconds name log
+  local n=$(( $2 * 20 ))
+  for _ in $(seq 1 "$n"); do
+    (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "stack.sh: $3 did not open port $1 within $2 s; last log lines ($4):" >&2
+  tail -20 "$4" >&2 || true
+  return 1
+}
+
+start() { # name log cmd...   (own session/process group; PID file DIR/name.pid)
+  local name=$1 log=$2; shift 2
+  setsid "$@" >"$log" 2>&1 </dev/null &
+  echo $! >"$DIR/$name.pid"
+}
+
+up() {
+  local want=("$@")
+  [ ${#want[@]} -eq 0 ] && want=(kafka s3)
+  mkdir -p "$DIR"
+  DIR="$(cd "$DIR" && pwd)"
+  local env="$DIR/stack.env"
+  : >"$env.tmp"
+  for svc in "${want[@]}"; do
+    case "$svc" in
+      kafka)
+        local tansu="${REFOLD_TANSU:-$(command -v tansu || true)}"
+        [ -x "$tansu" ] || die "tansu not found; run scripts/install-test-tools.sh (or set REFOLD_TANSU)"
+        local kp; kp=$(free_port)
+        mkdir -p "$DIR/tansu"
+        start kafka "$DIR/kafka.log" env RUST_LOG="${TANSU_LOG:-warn}" "$tansu" broker \
+          --listener-url "tcp://127.0.0.1:$kp" --advertised-listener-url "tcp://127.0.0.1:$kp" \
+          --storage-engine "sqlite://$DIR/tansu/tansu.db"
+        wait_port "$kp" 20 tansu "$DIR/kafka.log"
+        echo "REFOLD_KAFKA_BROKERS=127.0.0.1:$kp" >>"$env.tmp"
+        ;;
+      s3)
+        command -v moto_server >/dev/null || die "moto_server not found; run scripts/install-test-tools.sh"
+        local sp; sp=$(free_port)
+        start s3 "$DIR/s3.log" moto_server -H 127.0.0.1 -p "$sp"
+        wait_port "$sp" 30 moto "$DIR/s3.log"
+        {
+          echo "REFOLD_S3_ENDPOINT=http://127.0.0.1:$sp"
+          echo "AWS_ACCESS_KEY_ID=testing"
+          echo "AWS_SECRET_ACCESS_KEY=testing"
+          echo "AWS_REGION=us-east-1"
+        } >>"$env.tmp"
+        ;;
+      lambda)
+        command -v cargo-lambda >/dev/null || die "cargo-lambda not found; run scripts/install-test-tools.sh"
+        local lp; lp=$(free_port)
+        local envfile="${REFOLD_LAMBDA_ENV_FILE:-$DIR/lambda.env}"
+        local extra=()
+        [ -f "$envfile" ] && extra+=(--env-file "$envfile")
+        # Build first (a no-op when fresh) so the first invoke does not wait for cargo.
+        (cd "$ROOT" && cargo build --release -q ${REFOLD_LAMBDA_PACKAGES:--p fold-batch}) \
+          || die "cargo build failed"
+        start lambda "$DIR/lambda.log" bash -c "cd '$ROOT' && exec cargo lambda watch --release \
+          --ignore-changes --invoke-address 127.0.0.1 --invoke-port $lp \
+          --concurrency ${REFOLD_LAMBDA_CONCURRENCY:-4} ${extra[*]:-}"
+        wait_port "$lp" 120 "cargo lambda watch" "$DIR/lambda.log"
+        echo "REFOLD_LAMBDA_ENDPOINT=http://127.0.0.1:$lp" >>"$env.tmp"
+        ;;
+      *) die "unknown service $svc (kafka, s3, lambda)" ;;
+    esac
+  done
+  mv "$env.tmp" "$env"
+  echo "stack up ($DIR):"
+  sed 's/^/  /' "$env"
+}
+
+down() {
+  [ -d "$DIR" ] || return 0
+  local pids=()
+  for f in "$DIR"/*.pid; do
+    [ -f "$f" ] || continue
+    local pid; pid=$(cat "$f")
+    # Each service leads its own process group (setsid): stop the group, children included.
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    pids+=("$pid")
+    rm -f "$f"
+  done
+  for pid in ${pids[@]+"${pids[@]}"}; do
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  done
+  rm -f "$DIR/stack.env"
+  echo "stack down ($DIR)"
+}
+
+cmd="${1:-}"; DIR="${2:-}"
+[ -n "$cmd" ] && [ -n "$DIR" ] || die "usage: stack.sh up|down|env DIR [kafka] [s3] [lambda]"
+shift 2
+case "$cmd" in
+  up) down >/dev/null; up "$@" ;;
+  down) down ;;
+  env) cat "$DIR/stack.env" ;;
+  *) die "usage: stack.sh up|down|env DIR [kafka] [s3] [lambda]" ;;
+esac
