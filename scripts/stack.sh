@@ -11,13 +11,15 @@
 # `up` picks free ports on 127.0.0.1, waits until each service answers, and writes
 # DIR/stack.env (sourceable, KEY=VALUE lines):
 #   REFOLD_KAFKA_BROKERS=127.0.0.1:P   REFOLD_S3_ENDPOINT=http://127.0.0.1:P
-#   REFOLD_LAMBDA_ENDPOINT=http://127.0.0.1:P   (only with `lambda`)
+#   REFOLD_LAMBDA_ENDPOINT=http://127.0.0.1:P   (only with `lambda`), and the functions'
+#   REFOLD_PIPELINE/WAREHOUSE/CATALOG_URI/DEAD_LETTER as REFOLD_LAMBDA_PIPELINE etc.
 #   AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_REGION (dummy, for moto)
 # Logs and PIDs go to DIR/*.log and DIR/*.pid; each service runs in its own process group
 # and `down` stops exactly those groups.
 # The lambda service runs `cargo lambda watch --release --ignore-changes` with
 # CARGO_TARGET_DIR=$HOME/.cache/refold/target; the functions get the variables of
-# DIR/lambda.env when that file exists (write it before `up`), or of $REFOLD_LAMBDA_ENV_FILE.
+# DIR/lambda.env when that file exists (write it before `up`), or of $REFOLD_LAMBDA_ENV_FILE;
+# without one, a default is written: the seed pipeline, DIR/warehouse, DIR/dead-letters.
 # Tools come from scripts/install-test-tools.sh ($HOME/.cache/refold/{venv,tools}).
 set -euo pipefail
 
@@ -63,9 +65,10 @@ up() {
         [ -x "$tansu" ] || die "tansu not found; run scripts/install-test-tools.sh (or set REFOLD_TANSU)"
         local kp; kp=$(free_port)
         mkdir -p "$DIR/tansu"
-        start kafka "$DIR/kafka.log" env RUST_LOG="${TANSU_LOG:-warn}" "$tansu" broker \
-          --listener-url "tcp://127.0.0.1:$kp" --advertised-listener-url "tcp://127.0.0.1:$kp" \
-          --storage-engine "sqlite://$DIR/tansu/tansu.db"
+        # tansu resolves the sqlite path against its working directory: run it in DIR/tansu.
+        start kafka "$DIR/kafka.log" bash -c "cd '$DIR/tansu' && RUST_LOG='${TANSU_LOG:-warn}' exec '$tansu' broker \
+          --listener-url tcp://127.0.0.1:$kp --advertised-listener-url tcp://127.0.0.1:$kp \
+          --storage-engine sqlite://tansu.db"
         wait_port "$kp" 20 tansu "$DIR/kafka.log"
         echo "REFOLD_KAFKA_BROKERS=127.0.0.1:$kp" >>"$env.tmp"
         ;;
@@ -85,6 +88,19 @@ up() {
         command -v cargo-lambda >/dev/null || die "cargo-lambda not found; run scripts/install-test-tools.sh"
         local lp; lp=$(free_port)
         local envfile="${REFOLD_LAMBDA_ENV_FILE:-$DIR/lambda.env}"
+        if [ ! -f "$envfile" ]; then
+          # The default function environment: the seed pipeline, a local warehouse and a
+          # local dead-letter folder under DIR (tests read them through stack.env).
+          mkdir -p "$DIR/warehouse" "$DIR/dead-letters"
+          {
+            echo "REFOLD_PIPELINE=$ROOT/pipelines/order-events-pipeline.yaml"
+            echo "REFOLD_WAREHOUSE=$DIR/warehouse"
+            echo "REFOLD_DEAD_LETTER=$DIR/dead-letters"
+            echo "RUST_LOG=info"
+          } >"$envfile"
+        fi
+        grep -E '^REFOLD_(PIPELINE|WAREHOUSE|CATALOG_URI|DEAD_LETTER)=' "$envfile" \
+          | sed 's/^REFOLD_/REFOLD_LAMBDA_/' >>"$env.tmp" || true
         local extra=()
         [ -f "$envfile" ] && extra+=(--env-file "$envfile")
         # Build first (a no-op when fresh) so the first invoke does not wait for cargo.
@@ -127,7 +143,13 @@ cmd="${1:-}"; DIR="${2:-}"
 [ -n "$cmd" ] && [ -n "$DIR" ] || die "usage: stack.sh up|down|env DIR [kafka] [s3] [lambda]"
 shift 2
 case "$cmd" in
-  up) down >/dev/null; up "$@" ;;
+  up)
+    down >/dev/null
+    # A service that fails to come up takes the others down with it.
+    trap 'down >/dev/null 2>&1' ERR
+    up "$@"
+    trap - ERR
+    ;;
   down) down ;;
   env) cat "$DIR/stack.env" ;;
   *) die "usage: stack.sh up|down|env DIR [kafka] [s3] [lambda]" ;;
