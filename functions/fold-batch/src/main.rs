@@ -1,0 +1,4 @@
+//! fold-batch: wiring lands with refold::batch::BatchProcessor.
+fn main() {
+    fold_batch::logging::init();
+}
