@@ -1,0 +1,20 @@
+# The two commands of README.md. Everything builds in one release profile into a target
+# directory outside the clone, so CI and local runs share one build.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/refold/target
+
+.PHONY: demo test bench lint
+
+## The main job on the embedded default: local warehouse, no cloud, no server to start.
+demo:
+	cargo run --release -q -p refold-cli -- demo
+
+## Installs what tests need (cached under ~/.cache/refold, idempotent) and runs every test.
+test:
+	scripts/test.sh
+
+bench:
+	cargo bench -p refold
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --release --workspace --all-targets -- -D warnings

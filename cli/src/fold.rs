@@ -1,0 +1,56 @@
+//! `refold fold <pipeline.yaml> --events FILE.jsonl`: the whole stream folded in memory.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use refold::batch::{CompiledPipeline, fold_in_memory};
+use refold::{pipeline, record};
+
+/// Loads a pipeline and fails with every problem listed when it is not valid.
+pub fn compile(path: &Path) -> anyhow::Result<CompiledPipeline> {
+    let loaded = pipeline::load(path)?;
+    for problem in loaded.warnings() {
+        eprintln!("{problem}");
+    }
+    let pipeline = loaded.into_pipeline()?;
+    Ok(CompiledPipeline::compile(pipeline)?)
+}
+
+pub fn run(pipeline_path: &Path, events: &Path, batch_size: usize) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(batch_size > 0, "--batch-size must be at least 1");
+    let cp = compile(pipeline_path)?;
+    let text = std::fs::read(events).with_context(|| format!("reading {}", events.display()))?;
+    let records = record::from_jsonl(&text, &events.display().to_string());
+    let view = fold_in_memory(&cp, &records, batch_size)?;
+
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for row in view.rows.values() {
+        let line = serde_json::json!({
+            "tenant_id": row.tenant_id,
+            cp.key_field.as_str(): row.key,
+            "state": row.state,
+            "events_folded": row.events_folded,
+            "last_offset": row.last_offset,
+            "last_event_id": row.last_event_id,
+            "last_event_time_us": row.last_event_time_us,
+        });
+        std::io::Write::write_all(&mut out, format!("{line}\n").as_bytes())?;
+    }
+    std::io::Write::flush(&mut out)?;
+
+    for dl in &view.dead_letters {
+        eprintln!("{}:{}: {} ({})", events.display(), dl.offset + 1, dl.reason, dl.kind);
+    }
+    let c = view.counts;
+    eprintln!(
+        "{} records: {} folded, {} filtered, {} rejected{}; {} keys",
+        c.received,
+        c.folded,
+        c.filtered,
+        c.dead_lettered + c.skipped,
+        if c.deferred > 0 { format!(", {} not folded after a failure (on_error: fail)", c.deferred) } else { String::new() },
+        view.rows.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,17 @@
+//! refold's shared crate: everything the Lambda handlers and the CLI have in common.
+//!
+//! The core (`envelope`, `pipeline`, `fold`, `batch`) is pure: no AWS, no Lambda, no Kafka
+//! client types, no I/O in the fold. Around it, `table` (the Iceberg state table) and
+//! `dead_letter` are ports with real and in-memory adapters. See ARCHITECTURE.md.
+
+pub mod envelope;
+pub mod error;
+pub mod fold;
+pub mod json;
+pub mod pipeline;
+pub mod record;
+pub mod table;
+pub mod batch;
+pub mod dead_letter;
+
+pub use error::{Error, ErrorKind, Result};
