@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use aws_lambda_events::event::kafka::KafkaEvent;
-use refold::batch::{BatchProcessor, BatchReport};
+use crate::process::{BatchProcessor, BatchReport};
 use refold::error::Result;
 
 use crate::esm::{self, KafkaBatchResponse};

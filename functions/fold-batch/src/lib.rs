@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod esm;
-// pub mod handler; (waits for refold::batch::BatchProcessor)
+pub mod handler;
 pub mod logging;
 pub mod metrics;
+pub mod process;

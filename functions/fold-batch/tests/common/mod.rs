@@ -34,8 +34,12 @@ pub fn compile(yaml: &str) -> CompiledPipeline {
     CompiledPipeline::compile(loaded.into_pipeline().unwrap()).unwrap()
 }
 
+/// The seed pipeline reads `${KAFKA_CONNECTION}`: tests give it a local value.
 pub fn compile_path(path: &Path) -> CompiledPipeline {
-    CompiledPipeline::compile(refold::pipeline::load(path).unwrap().into_pipeline().unwrap()).unwrap()
+    let text = std::fs::read_to_string(path).unwrap();
+    let env = |k: &str| if k == "KAFKA_CONNECTION" { Some("127.0.0.1:9092".to_owned()) } else { std::env::var(k).ok() };
+    let loaded = refold::pipeline::parse(&text, &path.display().to_string(), &env);
+    CompiledPipeline::compile(loaded.into_pipeline().unwrap()).unwrap()
 }
 
 /// What a row must be whatever partition/offset it came from.
@@ -70,4 +74,15 @@ pub fn http_post(url: &str, body: &Path) -> (u16, String) {
     let text = String::from_utf8(out.stdout).unwrap();
     let (body, code) = text.rsplit_once('\n').unwrap();
     (code.trim().parse().unwrap(), body.to_owned())
+}
+
+/// A processor on a fresh local warehouse under `dir`, dead letters in `dir/dead-letters`.
+pub async fn processor(
+    dir: &Path,
+    cp: CompiledPipeline,
+) -> (fold_batch::process::BatchProcessor, std::sync::Arc<refold::dead_letter::LocalDeadLetters>) {
+    let dl = std::sync::Arc::new(refold::dead_letter::LocalDeadLetters::new(dir.join("dead-letters")));
+    let catalog = refold::table::CatalogConfig::embedded(&dir.join("warehouse")).unwrap();
+    let p = fold_batch::process::BatchProcessor::open(cp, catalog, dl.clone()).await.unwrap();
+    (p, dl)
 }
