@@ -1,0 +1,62 @@
+//! The real fold-batch binary under `cargo lambda watch`, invoked through the Lambda Invoke
+//! REST API with the committed ESM payload; the table is then the reference fold.
+//!
+//!   scripts/stack.sh up /tmp/refold-stack lambda && set -a && . /tmp/refold-stack/stack.env && set +a
+//!   cargo test --release -p fold-batch --test lambda_invoke
+//!
+//! stack.sh gives the function REFOLD_PIPELINE (the seed pipeline), REFOLD_WAREHOUSE and
+//! REFOLD_DEAD_LETTER, and this test the same as REFOLD_LAMBDA_* to read the result.
+
+#![allow(clippy::unwrap_used)]
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use refold::dead_letter::{DeadLetterKind, LocalDeadLetters};
+
+fn env(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!(
+            "{name} is not set: start the stack with `scripts/stack.sh up DIR lambda` and export the \
+             variables of DIR/stack.env (this test invokes the real binary under cargo lambda watch)"
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoke_api_with_the_esm_payload_folds_to_the_reference() {
+    let endpoint = env("REFOLD_LAMBDA_ENDPOINT");
+    let warehouse = PathBuf::from(env("REFOLD_LAMBDA_WAREHOUSE"));
+    let dead_dir = PathBuf::from(env("REFOLD_LAMBDA_DEAD_LETTER"));
+    let url = format!("{endpoint}/2015-03-31/functions/fold-batch/invocations");
+    let payload = common::esm_payload_path();
+
+    let cp = common::compile_path(&common::seed_pipeline_path());
+    let want = common::reference(&cp, &common::orders_jsonl());
+
+    for attempt in 1..=2 {
+        let (status, body) = common::http_post(&url, &payload);
+        assert_eq!(status, 200, "invoke #{attempt}: {body}");
+        let resp: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(resp, serde_json::json!({"batchItemFailures": []}), "invoke #{attempt}");
+
+        // Read what the function wrote, with the same pipeline and catalog.
+        let catalog = refold::table::CatalogConfig::embedded(&warehouse).unwrap();
+        let dl = Arc::new(LocalDeadLetters::new(&dead_dir));
+        let p = fold_batch::process::BatchProcessor::open(common::compile_path(&common::seed_pipeline_path()), catalog, dl.clone())
+            .await
+            .unwrap();
+        let rows = p.table().current_rows(None, None).await.unwrap();
+        let got = common::comparable(&rows);
+        assert_eq!(got.len(), want.len(), "invoke #{attempt}");
+        assert!(got == want, "invoke #{attempt}: the table equals the reference fold");
+        let dead = dl.read_all().await.unwrap();
+        assert_eq!(
+            dead.iter().filter(|d| d.kind == DeadLetterKind::BadBase64).count(),
+            1,
+            "invoke #{attempt}: the bad-base64 record is dead-lettered once"
+        );
+    }
+}
