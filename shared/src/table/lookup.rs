@@ -1,30 +1,33 @@
 //! Finding the live rows of a batch's keys, and full scans.
 //!
-//! What a lookup costs (`find_rows`), for a batch of K keys into a partition of N rows:
+//! What a lookup costs (`find_rows`), for a batch of K keys into a partition of N rows
+//! (physical rows: live ones plus those deleted since the last compaction):
 //! - the partition's manifests only (`files::live_files` prunes by partition summary);
-//! - the partition's position-delete rows (bounded by compaction), only from delete files
-//!   whose `file_path` bounds can name a candidate data file;
-//! - per data file whose (tenant, key) bounds can hold a batch key: the footer, then the
-//!   tenant and key columns of the row groups whose min/max can hold one (files and row
-//!   groups are sorted by (tenant, key), so a batch of few or clustered keys reads few row
-//!   groups; K random keys over N rows touch about min(N / row_group_rows, K) groups), and a
-//!   hash probe per row read: O(rows read) time, O(K + one row group) memory;
-//! - then the full rows of the K' matches only, through a row selection that skips pages.
+//! - the partition's position-delete rows, only from delete files whose `file_path` bounds
+//!   can name a candidate data file (compaction folds them away);
+//! - per data file whose (tenant, key) bounds can hold a batch identity: its footer, then
+//!   the row groups whose (tenant, key) min/max can hold one. Files and row groups are
+//!   sorted by (tenant, key): a batch of few or clustered keys reads few row groups; K random
+//!   keys over N rows touch about min(N / row_group_rows, K) of them;
+//! - per row read, one hash probe of (tenant, key); full rows are built for matches only.
+//!   Row groups are decoded in parallel (one task per core).
 //!
-//! So: proportional to the batch and its partition, never to the rest of the table.
+//! Time O(rows of the candidate row groups of the batch's partition), memory O(K + one row
+//! group per core): proportional to the batch and its partition, never to the rest of the
+//! table. (A second pass with a row selection over the matches costs more than decoding in
+//! the same pass: random keys put a match on every page, so no page is skipped.)
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::ops::Range;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
+use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use arrow_array::RecordBatch;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use iceberg::io::FileIO;
 use iceberg::spec::{DataFile, Datum, PrimitiveLiteral};
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::RowSelection;
 use parquet::file::metadata::ParquetMetaData;
+use rustc_hash::FxHashMap;
 
 use super::files::{LiveFile, LiveFiles};
 use super::reader::{self, ROW_POS};
@@ -44,38 +47,68 @@ pub struct Found {
     pub pos: i64,
 }
 
-/// The batch's identities, indexed for bounds checks and probes.
-struct KeyIndex<'a> {
-    /// key -> tenants having it in the batch
-    by_key: HashMap<&'a str, Vec<&'a str>>,
-    /// sorted distinct keys
-    keys: Vec<&'a str>,
+/// Which rows a read keeps.
+#[derive(Debug)]
+enum Want {
+    /// The batch's identities.
+    Batch(KeyIndex),
+    /// Optionally one tenant and/or one key; all rows if both are `None`.
+    Match { tenant: Option<String>, key: Option<String> },
 }
 
-impl<'a> KeyIndex<'a> {
-    fn new(ids: impl Iterator<Item = (&'a str, &'a str)>) -> Self {
-        let mut by_key: HashMap<&str, Vec<&str>> = HashMap::new();
+/// The batch's identities, indexed for bounds checks and probes.
+#[derive(Debug)]
+struct KeyIndex {
+    /// key -> tenants having it in the batch (FxHash: one probe per row read)
+    by_key: FxHashMap<String, Vec<String>>,
+    /// sorted distinct keys
+    keys: Vec<String>,
+}
+
+impl KeyIndex {
+    fn new<'a>(ids: impl Iterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut by_key: FxHashMap<String, Vec<String>> = FxHashMap::default();
         for (t, k) in ids {
-            by_key.entry(k).or_default().push(t);
+            by_key.entry(k.to_string()).or_default().push(t.to_string());
         }
-        let mut keys: Vec<&str> = by_key.keys().copied().collect();
+        let mut keys: Vec<String> = by_key.keys().cloned().collect();
         keys.sort_unstable();
         Self { by_key, keys }
     }
 
-    /// Whether some batch identity lies in the (inclusive, optional) tenant and key bounds.
-    fn any_within(&self, t: (Option<&str>, Option<&str>), k: (Option<&str>, Option<&str>)) -> bool {
-        let start = k.0.map_or(0, |lo| self.keys.partition_point(|x| *x < lo));
-        let end = k.1.map_or(self.keys.len(), |hi| self.keys.partition_point(|x| *x <= hi));
-        self.keys.get(start..end).unwrap_or(&[]).iter().any(|key| {
-            self.by_key
-                .get(key)
-                .is_some_and(|ts| ts.iter().any(|x| t.0.is_none_or(|lo| lo <= *x) && t.1.is_none_or(|hi| *x <= hi)))
-        })
+    fn contains(&self, tenant: &str, key: &str) -> bool {
+        self.by_key.get(key).is_some_and(|ts| ts.iter().any(|t| t == tenant))
+    }
+}
+
+type Bounds<'a> = (Option<&'a str>, Option<&'a str>);
+
+fn within(b: Bounds<'_>, v: &str) -> bool {
+    b.0.is_none_or(|lo| lo <= v) && b.1.is_none_or(|hi| v <= hi)
+}
+
+impl Want {
+    /// Whether rows with tenant in `t` and key in `k` (inclusive, optional bounds) may be kept.
+    fn any_within(&self, t: Bounds<'_>, k: Bounds<'_>) -> bool {
+        match self {
+            Want::Batch(ix) => {
+                let start = k.0.map_or(0, |lo| ix.keys.partition_point(|x| x.as_str() < lo));
+                let end = k.1.map_or(ix.keys.len(), |hi| ix.keys.partition_point(|x| x.as_str() <= hi));
+                ix.keys.get(start..end).unwrap_or(&[]).iter().any(|key| {
+                    ix.by_key.get(key).is_some_and(|ts| ts.iter().any(|x| within(t, x)))
+                })
+            }
+            Want::Match { tenant, key } => {
+                tenant.as_deref().is_none_or(|x| within(t, x)) && key.as_deref().is_none_or(|x| within(k, x))
+            }
+        }
     }
 
-    fn contains(&self, tenant: &str, key: &str) -> bool {
-        self.by_key.get(key).is_some_and(|ts| ts.contains(&tenant))
+    fn keeps(&self, tenant: &str, key: &str) -> bool {
+        match self {
+            Want::Batch(ix) => ix.contains(tenant, key),
+            Want::Match { tenant: t, key: k } => t.as_deref().is_none_or(|x| x == tenant) && k.as_deref().is_none_or(|x| x == key),
+        }
     }
 }
 
@@ -86,28 +119,12 @@ fn str_datum(d: Option<&Datum>) -> Option<&str> {
     }
 }
 
-struct ColumnIds {
-    tenant: i32,
-    key: i32,
-}
-
-impl ColumnIds {
-    fn new(codec: &RowCodec) -> Result<Self> {
-        Ok(Self {
-            tenant: super::schema::field_id(&codec.schema, TENANT_ID)?,
-            key: super::schema::field_id(&codec.schema, &codec.key_field)?,
-        })
-    }
-
-    /// (tenant bounds, key bounds) of a data file from its manifest entry.
-    fn file_bounds<'f>(&self, f: &'f DataFile) -> ((Option<&'f str>, Option<&'f str>), (Option<&'f str>, Option<&'f str>)) {
-        let lb = f.lower_bounds();
-        let ub = f.upper_bounds();
-        (
-            (str_datum(lb.get(&self.tenant)), str_datum(ub.get(&self.tenant))),
-            (str_datum(lb.get(&self.key)), str_datum(ub.get(&self.key))),
-        )
-    }
+/// (tenant bounds, key bounds) of a data file from its manifest entry.
+fn file_bounds<'f>(codec: &RowCodec, f: &'f DataFile) -> Result<(Bounds<'f>, Bounds<'f>)> {
+    let t = super::schema::field_id(&codec.schema, TENANT_ID)?;
+    let k = super::schema::field_id(&codec.schema, &codec.key_field)?;
+    let (lb, ub) = (f.lower_bounds(), f.upper_bounds());
+    Ok(((str_datum(lb.get(&t)), str_datum(ub.get(&t))), (str_datum(lb.get(&k)), str_datum(ub.get(&k)))))
 }
 
 /// Leaf column index of a top-level column.
@@ -121,13 +138,113 @@ fn leaf(md: &ParquetMetaData, name: &str) -> Result<usize> {
 }
 
 /// (min, max) of a string column in one row group, if exact statistics exist.
-fn rg_bounds(md: &ParquetMetaData, rg: usize, col: usize) -> (Option<&str>, Option<&str>) {
+fn rg_bounds(md: &ParquetMetaData, rg: usize, col: usize) -> Bounds<'_> {
     let Some(s) = md.row_group(rg).column(col).statistics() else {
         return (None, None);
     };
     let lo = s.min_is_exact().then(|| s.min_bytes_opt()).flatten().and_then(|b| std::str::from_utf8(b).ok());
     let hi = s.max_is_exact().then(|| s.max_bytes_opt()).flatten().and_then(|b| std::str::from_utf8(b).ok());
     (lo, hi)
+}
+
+/// One piece of decoding work: some row groups of one file.
+struct Unit {
+    path: String,
+    size: u64,
+    groups: Vec<usize>,
+    deleted: Arc<Vec<i64>>,
+}
+
+/// Reads the kept live rows of `files`: prunes files and row groups by bounds, then decodes
+/// the remaining row groups in parallel units.
+async fn read(io: &FileIO, codec: &RowCodec, files: &[&LiveFile], deletes: &[LiveFile], want: Want) -> Result<Vec<Found>> {
+    let files: Vec<&LiveFile> = files
+        .iter()
+        .copied()
+        .filter(|f| file_bounds(codec, &f.file).map(|(t, k)| want.any_within(t, k)).unwrap_or(true))
+        .collect();
+    if files.is_empty() {
+        return Ok(vec![]);
+    }
+    let paths: HashSet<&str> = files.iter().map(|f| f.file.file_path()).collect();
+    let mut deleted = position_delete::read_deleted(io, deletes, &paths).await?;
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
+    let mut units = vec![];
+    let mut pending: Vec<(String, u64, Vec<usize>, Arc<Vec<i64>>)> = vec![];
+    for f in &files {
+        let path = f.file.file_path();
+        let md = reader::open(io, path, f.file.file_size_in_bytes(), false, false).await?.metadata().clone();
+        let (tc, kc) = (leaf(&md, TENANT_ID)?, leaf(&md, &codec.key_field)?);
+        let groups: Vec<usize> = (0..md.num_row_groups())
+            .filter(|&rg| want.any_within(rg_bounds(&md, rg, tc), rg_bounds(&md, rg, kc)))
+            .collect();
+        if !groups.is_empty() {
+            let del = Arc::new(deleted.remove(path).unwrap_or_default());
+            pending.push((path.to_string(), f.file.file_size_in_bytes(), groups, del));
+        }
+    }
+    // Split into about two units per core (a unit is at least one row group).
+    let total: usize = pending.iter().map(|p| p.2.len()).sum();
+    let per_unit = total.div_ceil(threads * 2).max(1);
+    for (path, size, groups, del) in pending {
+        for chunk in groups.chunks(per_unit) {
+            units.push(Unit { path: path.clone(), size, groups: chunk.to_vec(), deleted: del.clone() });
+        }
+    }
+    let want = Arc::new(want);
+    let results: Vec<Result<Vec<Found>>> = futures::stream::iter(units)
+        .map(|u| {
+            let (io, codec, want) = (io.clone(), codec.clone(), want.clone());
+            async move {
+                tokio::spawn(async move { read_unit(&io, &codec, u, &want).await })
+                    .await
+                    .unwrap_or_else(|e| Err(Error::new(ErrorKind::Internal, "row group reader task failed").with_source(e)))
+            }
+        })
+        .buffered(threads)
+        .collect()
+        .await;
+    let mut out = vec![];
+    for r in results {
+        out.extend(r?);
+    }
+    Ok(out)
+}
+
+/// Decodes one unit in one pass: probes each row's tenant and key, builds full rows for the
+/// kept live ones only.
+async fn read_unit(io: &FileIO, codec: &RowCodec, u: Unit, want: &Want) -> Result<Vec<Found>> {
+    let path = u.path.as_str();
+    let b = reader::open(io, path, u.size, false, true).await?;
+    let mut stream = b.with_row_groups(u.groups).with_batch_size(READ_BATCH_ROWS).build().io(|| format!("read {path}"))?;
+    let mut out = vec![];
+    let mut hits = vec![];
+    while let Some(batch) = stream.try_next().await.io(|| format!("read {path}"))? {
+        let tenant = utf8_array(&batch, TENANT_ID)?;
+        let tenant = tenant.as_string::<i32>();
+        let key = utf8_array(&batch, &codec.key_field)?;
+        let key = key.as_string::<i32>();
+        let pos = row_pos(&batch)?;
+        hits.clear();
+        for i in 0..batch.num_rows() {
+            if want.keeps(tenant.value(i), key.value(i)) && u.deleted.binary_search(&pos.value(i)).is_err() {
+                hits.push(i);
+            }
+        }
+        if !hits.is_empty() {
+            for (row, &i) in codec.from_batch(&batch, Some(&hits))?.into_iter().zip(&hits) {
+                out.push(Found { row, file_path: u.path.clone(), pos: pos.value(i) });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn row_pos(batch: &RecordBatch) -> Result<arrow_array::Int64Array> {
+    batch
+        .column_by_name(ROW_POS)
+        .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned())
+        .ok_or_else(|| Error::new(ErrorKind::Internal, "row position column missing"))
 }
 
 /// The live rows of `keys` among `live` (files of one partition), with their positions.
@@ -141,130 +258,16 @@ pub async fn find_rows(
     if keys.is_empty() || live.data.is_empty() {
         return Ok(out);
     }
-    let index = KeyIndex::new(keys.iter().map(|(t, k)| (t.as_str(), k.as_str())));
-    let ids = ColumnIds::new(codec)?;
-    let candidates: Vec<&LiveFile> = live
-        .data
-        .iter()
-        .filter(|f| {
-            let (t, k) = ids.file_bounds(&f.file);
-            index.any_within(t, k)
-        })
-        .collect();
-    let paths: HashSet<&str> = candidates.iter().map(|f| f.file.file_path()).collect();
-    let deleted = position_delete::read_deleted(io, &live.deletes, &paths).await?;
-    for f in candidates {
-        let path = f.file.file_path();
-        let del = deleted.get(path).map(Vec::as_slice).unwrap_or(&[]);
-        let hits = probe_file(io, codec, f, &index, del).await?;
-        if hits.is_empty() {
-            continue;
+    let want = Want::Batch(KeyIndex::new(keys.iter().map(|(t, k)| (t.as_str(), k.as_str()))));
+    let files: Vec<&LiveFile> = live.data.iter().collect();
+    for found in read(io, codec, &files, &live.deletes, want).await? {
+        let id = found.row.identity();
+        if let Some(prev) = out.insert(id.clone(), found) {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!("two live rows for {id:?}: {}@{} and another (table corrupt)", prev.file_path, prev.pos),
+            ));
         }
-        for found in fetch_rows(io, codec, f, &hits).await? {
-            let id = found.row.identity();
-            if let Some(prev) = out.insert(id.clone(), found) {
-                return Err(Error::new(
-                    ErrorKind::Internal,
-                    format!("two live rows for {id:?}: {}@{} and another (table corrupt)", prev.file_path, prev.pos),
-                ));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Phase 1: positions of live rows of the batch's identities in one file (tenant and key
-/// columns only, of the row groups whose bounds can hold one).
-async fn probe_file(io: &FileIO, codec: &RowCodec, f: &LiveFile, index: &KeyIndex<'_>, deleted: &[i64]) -> Result<Vec<i64>> {
-    let path = f.file.file_path();
-    let b = reader::open(io, path, f.file.file_size_in_bytes(), false, true).await?;
-    let md = b.metadata().clone();
-    let (tc, kc) = (leaf(&md, TENANT_ID)?, leaf(&md, &codec.key_field)?);
-    let groups: Vec<usize> = (0..md.num_row_groups())
-        .filter(|&rg| index.any_within(rg_bounds(&md, rg, tc), rg_bounds(&md, rg, kc)))
-        .collect();
-    if groups.is_empty() {
-        return Ok(vec![]);
-    }
-    let mask = ProjectionMask::leaves(md.file_metadata().schema_descr(), [tc, kc]);
-    let mut stream = b
-        .with_projection(mask)
-        .with_row_groups(groups)
-        .with_batch_size(READ_BATCH_ROWS)
-        .build()
-        .io(|| format!("read {path}"))?;
-    let mut hits = vec![];
-    while let Some(batch) = stream.try_next().await.io(|| format!("read {path}"))? {
-        let tenant = utf8_array(&batch, TENANT_ID)?;
-        let tenant = tenant.as_string::<i32>();
-        let key = utf8_array(&batch, &codec.key_field)?;
-        let key = key.as_string::<i32>();
-        let pos = row_pos(&batch)?;
-        for i in 0..batch.num_rows() {
-            if index.contains(tenant.value(i), key.value(i)) {
-                let p = pos.value(i);
-                if deleted.binary_search(&p).is_err() {
-                    hits.push(p);
-                }
-            }
-        }
-    }
-    hits.sort_unstable();
-    Ok(hits)
-}
-
-fn row_pos(batch: &RecordBatch) -> Result<arrow_array::Int64Array> {
-    batch
-        .column_by_name(ROW_POS)
-        .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned())
-        .ok_or_else(|| Error::new(ErrorKind::Internal, "row position column missing"))
-}
-
-/// Phase 2: the full rows at `positions` (sorted) of one file, through a row selection over
-/// the row groups that hold them.
-async fn fetch_rows(io: &FileIO, codec: &RowCodec, f: &LiveFile, positions: &[i64]) -> Result<Vec<Found>> {
-    let path = f.file.file_path();
-    let b = reader::open(io, path, f.file.file_size_in_bytes(), true, true).await?;
-    let md = b.metadata().clone();
-    let mut starts = Vec::with_capacity(md.num_row_groups());
-    let mut acc = 0i64;
-    for rg in md.row_groups() {
-        starts.push(acc);
-        acc += rg.num_rows();
-    }
-    let group_of = |p: i64| starts.partition_point(|s| *s <= p) - 1;
-    let groups: Vec<usize> = positions.iter().map(|p| group_of(*p)).collect::<BTreeSet<_>>().into_iter().collect();
-    // Offsets of the selected groups within their concatenation.
-    let mut base: HashMap<usize, i64> = HashMap::new();
-    let mut total = 0i64;
-    for g in &groups {
-        base.insert(*g, total);
-        total += md.row_group(*g).num_rows();
-    }
-    let ranges: Vec<Range<usize>> = positions
-        .iter()
-        .map(|p| {
-            let g = group_of(*p);
-            let r = (base[&g] + p - starts[g]) as usize;
-            r..r + 1
-        })
-        .collect();
-    let selection = RowSelection::from_consecutive_ranges(ranges.into_iter(), total as usize);
-    let mut stream = b
-        .with_row_groups(groups)
-        .with_row_selection(selection)
-        .with_batch_size(READ_BATCH_ROWS)
-        .build()
-        .io(|| format!("read {path}"))?;
-    let mut out = Vec::with_capacity(positions.len());
-    while let Some(batch) = stream.try_next().await.io(|| format!("read {path}"))? {
-        let pos = row_pos(&batch)?;
-        for (i, row) in codec.from_batch(&batch, None)?.into_iter().enumerate() {
-            out.push(Found { row, file_path: path.to_string(), pos: pos.value(i) });
-        }
-    }
-    if out.len() != positions.len() || out.iter().zip(positions).any(|(f, p)| f.pos != *p) {
-        return Err(Error::new(ErrorKind::Internal, format!("row selection of {path} returned other rows")));
     }
     Ok(out)
 }
@@ -277,46 +280,9 @@ pub async fn scan_rows(
     tenant: Option<&str>,
     key: Option<&str>,
 ) -> Result<Vec<StateRow>> {
-    let ids = ColumnIds::new(codec)?;
-    let within = |b: (Option<&str>, Option<&str>), v: Option<&str>| match v {
-        None => true,
-        Some(v) => b.0.is_none_or(|lo| lo <= v) && b.1.is_none_or(|hi| v <= hi),
-    };
-    let files: Vec<&LiveFile> = live
-        .data
-        .iter()
-        .filter(|f| {
-            let (t, k) = ids.file_bounds(&f.file);
-            within(t, tenant) && within(k, key)
-        })
-        .collect();
-    let paths: HashSet<&str> = files.iter().map(|f| f.file.file_path()).collect();
-    let deleted = position_delete::read_deleted(io, &live.deletes, &paths).await?;
-    let mut out = vec![];
-    for f in files {
-        let path = f.file.file_path();
-        let del = deleted.get(path).map(Vec::as_slice).unwrap_or(&[]);
-        let b = reader::open(io, path, f.file.file_size_in_bytes(), false, true).await?;
-        let mut stream = b.with_batch_size(READ_BATCH_ROWS).build().io(|| format!("read {path}"))?;
-        while let Some(batch) = stream.try_next().await.io(|| format!("read {path}"))? {
-            let pos = row_pos(&batch)?;
-            let t = utf8_array(&batch, TENANT_ID)?;
-            let t = t.as_string::<i32>();
-            let k = utf8_array(&batch, &codec.key_field)?;
-            let k = k.as_string::<i32>();
-            let keep: Vec<usize> = (0..batch.num_rows())
-                .filter(|&i| {
-                    del.binary_search(&pos.value(i)).is_err()
-                        && tenant.is_none_or(|x| t.value(i) == x)
-                        && key.is_none_or(|x| k.value(i) == x)
-                })
-                .collect();
-            if !keep.is_empty() {
-                out.extend(codec.from_batch(&batch, Some(&keep))?);
-            }
-        }
-    }
-    Ok(out)
+    let want = Want::Match { tenant: tenant.map(str::to_string), key: key.map(str::to_string) };
+    let files: Vec<&LiveFile> = live.data.iter().collect();
+    Ok(read(io, codec, &files, &live.deletes, want).await?.into_iter().map(|f| f.row).collect())
 }
 
 #[cfg(test)]
@@ -326,11 +292,15 @@ mod tests {
     #[test]
     fn key_index_bounds() {
         let ids = [("t1", "b"), ("t2", "m"), ("t1", "x")];
-        let ix = KeyIndex::new(ids.iter().copied());
-        assert!(ix.any_within((None, None), (Some("a"), Some("c"))));
-        assert!(!ix.any_within((None, None), (Some("c"), Some("l"))));
-        assert!(!ix.any_within((Some("t2"), Some("t2")), (Some("a"), Some("c"))));
-        assert!(ix.any_within((Some("t2"), Some("t9")), (Some("m"), Some("m"))));
-        assert!(ix.contains("t1", "x") && !ix.contains("t2", "x"));
+        let w = Want::Batch(KeyIndex::new(ids.iter().copied()));
+        assert!(w.any_within((None, None), (Some("a"), Some("c"))));
+        assert!(!w.any_within((None, None), (Some("c"), Some("l"))));
+        assert!(!w.any_within((Some("t2"), Some("t2")), (Some("a"), Some("c"))));
+        assert!(w.any_within((Some("t2"), Some("t9")), (Some("m"), Some("m"))));
+        assert!(w.keeps("t1", "x") && !w.keeps("t2", "x"));
+        let m = Want::Match { tenant: Some("t1".into()), key: None };
+        assert!(m.any_within((Some("t0"), Some("t2")), (None, None)));
+        assert!(!m.any_within((Some("t2"), Some("t3")), (None, None)));
+        assert!(m.keeps("t1", "q") && !m.keeps("t2", "q"));
     }
 }

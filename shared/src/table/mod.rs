@@ -431,11 +431,13 @@ impl StateTable {
         let mut plan: Option<MergePlan> = None;
         let mut attempts = 0u32;
         let mut last_conflict = String::new();
+        let mut timings = MergeTimings::default();
         while attempts < self.limits.max_commit_attempts {
             if attempts > 0 {
                 backoff(&self.limits, attempts).await;
             }
             attempts += 1;
+            let t_load = Instant::now();
             let base = self.load().await.map_err(|e| e.with_context(ctx()))?;
             let offsets_now =
                 offsets::read(&base.metadata, &summary_key, self.limits.max_offset_history_snapshots)?;
@@ -444,6 +446,8 @@ impl StateTable {
                 .await
                 .map_err(|e| e.with_context(ctx()))?;
 
+            let t_lookup = Instant::now();
+            timings.load_ms = ms(t_load, t_lookup);
             let reuse = match &plan {
                 Some(p) if p.committed == committed => {
                     let live_paths: HashSet<&str> = live.data.iter().map(|f| f.file.file_path()).collect();
@@ -458,9 +462,17 @@ impl StateTable {
                 let found = lookup::find_rows(&self.file_io, &self.codec, &live, &key_set)
                     .await
                     .map_err(|e| e.with_context(ctx()))?;
-                let priors: HashMap<(String, String), StateRow> =
-                    found.iter().map(|(k, f)| (k.clone(), f.row.clone())).collect();
+                let t_fold = Instant::now();
+                timings.lookup_ms = ms(t_lookup, t_fold);
+                let mut priors: HashMap<(String, String), StateRow> = HashMap::with_capacity(found.len());
+                let mut located: HashMap<(String, String), (String, i64)> = HashMap::with_capacity(found.len());
+                for (id, f) in found {
+                    located.insert(id.clone(), (f.file_path, f.pos));
+                    priors.insert(id, f.row);
+                }
                 let folded = fold(committed, &priors).map_err(|e| e.with_context(ctx()))?;
+                let t_write = Instant::now();
+                timings.fold_ms = ms(t_fold, t_write);
                 let applied = check_folded(&folded, committed, partition, &key_set, &self.limits)
                     .map_err(|e| e.with_context(ctx()))?;
                 if !applied {
@@ -473,14 +485,16 @@ impl StateTable {
                     });
                 }
                 plan = Some(
-                    MergePlan::write(self, &base, partition, committed, folded, &found)
+                    MergePlan::write(self, &base, partition, committed, folded, &located)
                         .await
                         .map_err(|e| e.with_context(ctx()))?,
                 );
+                timings.write_ms = ms(t_write, Instant::now());
             }
             let Some(p) = plan.as_ref() else {
                 return Err(Error::new(ErrorKind::Internal, "merge plan missing").with_context(ctx()));
             };
+            let t_commit = Instant::now();
             self.take_fault(FaultPoint::AfterFilesWritten).map_err(|e| e.with_context(ctx()))?;
 
             // The whole group's offset map: the base's, this partition advanced.
@@ -504,6 +518,8 @@ impl StateTable {
                 .map_err(|e| e.with_context(ctx()))?
             {
                 commit::CommitResult::Committed { snapshot_id } => {
+                    timings.commit_ms = ms(t_commit, Instant::now());
+                    tracing::debug!(table = %self.cfg.table, partition, attempts, ?timings, "merged");
                     return Ok(MergeOutcome {
                         snapshot_id: Some(snapshot_id),
                         attempts,
@@ -727,6 +743,21 @@ fn check_folded(
     Ok(true)
 }
 
+/// Where the time of the last attempt of a merge went (logged at debug level).
+#[derive(Debug, Default, Clone, Copy)]
+#[allow(dead_code)] // read through Debug
+struct MergeTimings {
+    load_ms: f64,
+    lookup_ms: f64,
+    fold_ms: f64,
+    write_ms: f64,
+    commit_ms: f64,
+}
+
+fn ms(a: Instant, b: Instant) -> f64 {
+    (b - a).as_secs_f64() * 1e3
+}
+
 /// Jittered exponential backoff before retry `attempt` (>= 1).
 async fn backoff(limits: &TableLimits, attempt: u32) {
     let exp = limits.commit_backoff_base_ms.saturating_mul(1u64 << (attempt - 1).min(20));
@@ -755,7 +786,7 @@ impl MergePlan {
         partition: i32,
         committed: i64,
         folded: FoldedBatch,
-        found: &HashMap<(String, String), lookup::Found>,
+        located: &HashMap<(String, String), (String, i64)>,
     ) -> Result<Self> {
         let started = Instant::now();
         let mut rows = folded.rows;
@@ -763,8 +794,8 @@ impl MergePlan {
         // The live versions of the rows being replaced.
         let mut positions: Vec<(String, i64)> = rows
             .iter()
-            .filter_map(|r| found.get(&(r.tenant_id.clone(), r.key.clone())))
-            .map(|f| (f.file_path.clone(), f.pos))
+            .filter_map(|r| located.get(&(r.tenant_id.clone(), r.key.clone())))
+            .cloned()
             .collect();
         positions.sort();
         let targets: HashSet<String> = positions.iter().map(|(p, _)| p.clone()).collect();

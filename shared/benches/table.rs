@@ -1,0 +1,238 @@
+//! State table benchmark: one 10,000-event batch merged into tables of 10 k and 1 M keys on
+//! the local filesystem (embedded SQLite catalog). Prints p50 latency and peak RSS per size
+//! and the ratio of the p50s. Targets: p50 <= 250 ms at 1 M keys, ratio <= 2, RSS <= 128 MB.
+//!
+//! `cargo bench -p refold --bench table` (release). Each measurement runs in a child process
+//! of its own so its peak RSS (VmHWM) is the merge's, not the table setup's.
+//! Environment: REFOLD_BENCH_ITERS (merges per mode, default 7), REFOLD_BENCH_SIZES
+//! (comma-separated key counts, default 10000,1000000), REFOLD_BENCH_DIR (default a temp dir).
+//!
+//! A table of N keys is built as the compactor leaves it: N rows in partition 0 (worst case:
+//! one Kafka partition holds every key), loaded in batches, then compacted into sorted files.
+//! A batch: 10,000 events, 90% on existing keys drawn uniformly, 10% on new keys, 4 tenants;
+//! the fold counts events and keeps the last value. Every merge of a run lands on the table
+//! the previous one left (deletes accumulate, as between two compactions).
+//! warm = one open table reused (a warm Lambda); cold = open + merge per batch.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use refold::table::{CatalogConfig, FoldedBatch, StateColumns, StateRow, StateTable, TableConfig, TableIdentity, TableLimits};
+
+const BATCH_EVENTS: usize = 10_000;
+const LOAD_BATCH_ROWS: usize = 100_000;
+const TENANTS: [&str; 4] = ["acme", "globex", "initech", "umbrella"];
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn ident(i: u64) -> (String, String) {
+    (TENANTS[(i % 4) as usize].to_string(), format!("order-{i:09}"))
+}
+
+fn config(dir: &Path) -> TableConfig {
+    TableConfig {
+        catalog: CatalogConfig::embedded(dir).unwrap(),
+        table: TableIdentity { namespace: vec!["bench".into()], name: "state".into() },
+        key_field: "order_id".into(),
+        columns: StateColumns::Json,
+        topic: "bench.events".into(),
+        consumer_group: "bench".into(),
+    }
+}
+
+fn row(id: &(String, String), prior: Option<&StateRow>, offset: i64, value: i64) -> StateRow {
+    let count = prior.and_then(|p| p.state.get("count")).and_then(|v| v.as_i64()).unwrap_or(0);
+    let mut state = serde_json::Map::new();
+    state.insert("count".into(), (count + 1).into());
+    state.insert("last".into(), value.into());
+    state.insert("status".into(), "placed".into());
+    StateRow {
+        tenant_id: id.0.clone(),
+        key: id.1.clone(),
+        state,
+        source_partition: 0,
+        last_offset: offset,
+        last_event_id: format!("evt-{offset}"),
+        last_event_time_us: 1_700_000_000_000_000 + offset,
+        events_folded: prior.map(|p| p.events_folded).unwrap_or(0) + 1,
+    }
+}
+
+/// Merges events (identity, value) at offsets `first..`: the fold of the real handler in
+/// miniature (skip below the committed offset, fold per key in order).
+async fn merge_events(t: &StateTable, first: i64, events: &[((String, String), i64)]) -> refold::table::MergeOutcome {
+    let mut keys: Vec<(String, String)> = events.iter().map(|e| e.0.clone()).collect();
+    keys.sort();
+    keys.dedup();
+    t.merge_batch(0, &keys, |committed, priors| {
+        let mut cur: HashMap<(String, String), StateRow> = HashMap::new();
+        for (i, (id, v)) in events.iter().enumerate() {
+            let off = first + i as i64;
+            if off < committed {
+                continue;
+            }
+            let r = row(id, cur.get(id).or_else(|| priors.get(id)), off, *v);
+            cur.insert(id.clone(), r);
+        }
+        Ok(FoldedBatch {
+            rows: cur.into_values().collect(),
+            next_offset: (first + events.len() as i64).max(committed),
+            extra_summary: BTreeMap::new(),
+        })
+    })
+    .await
+    .unwrap()
+}
+
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn setup(dir: &Path, n: u64) {
+    let t = StateTable::open_or_create(config(dir)).await.unwrap();
+    let limits = TableLimits { max_rows_per_batch: LOAD_BATCH_ROWS, max_keys_per_batch: LOAD_BATCH_ROWS, ..TableLimits::default() };
+    let t = t.with_limits(limits);
+    let started = Instant::now();
+    let mut offset = 0i64;
+    let mut i = 0u64;
+    while i < n {
+        let m = (n - i).min(LOAD_BATCH_ROWS as u64);
+        let events: Vec<((String, String), i64)> = (i..i + m).map(|k| (ident(k), k as i64)).collect();
+        merge_events(&t, offset, &events).await;
+        offset += m as i64;
+        i += m;
+    }
+    t.compact(Some(0)).await.unwrap();
+    eprintln!("setup {n} keys: {:.1} s", started.elapsed().as_secs_f64());
+    std::fs::write(dir.join("offset"), offset.to_string()).unwrap();
+}
+
+async fn run(dir: &Path, n: u64, iters: usize, cold: bool) {
+    let mut offset: i64 = std::fs::read_to_string(dir.join("offset")).unwrap().parse().unwrap();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ n ^ u64::from(cold));
+    let mut warm_table = None;
+    let mut ms = vec![];
+    let mut next_new = n;
+    for _ in 0..iters {
+        let events: Vec<((String, String), i64)> = (0..BATCH_EVENTS)
+            .map(|j| {
+                let k = if j % 10 == 9 {
+                    next_new += 1;
+                    next_new
+                } else {
+                    rng.next() % n
+                };
+                (ident(k), (rng.next() % 1000) as i64)
+            })
+            .collect();
+        let started = Instant::now();
+        let out = if cold {
+            let t = StateTable::open_or_create(config(dir)).await.unwrap();
+            merge_events(&t, offset, &events).await
+        } else {
+            if warm_table.is_none() {
+                warm_table = Some(StateTable::open_or_create(config(dir)).await.unwrap());
+            }
+            merge_events(warm_table.as_ref().unwrap(), offset, &events).await
+        };
+        ms.push(started.elapsed().as_secs_f64() * 1e3);
+        assert!(out.snapshot_id.is_some() && out.rows_deleted > 0);
+        offset += BATCH_EVENTS as i64;
+    }
+    std::fs::write(dir.join("offset"), offset.to_string()).unwrap();
+    let mut sorted = ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    // one line for the parent: p50 min max rss_kb
+    println!(
+        "RESULT {:.1} {:.1} {:.1} {}",
+        sorted[sorted.len() / 2],
+        sorted[0],
+        sorted[sorted.len() - 1],
+        peak_rss_kb()
+    );
+}
+
+fn child(args: &[&str]) -> String {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("REFOLD_BENCH_CHILD", args.join(" "))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "bench child {args:?} failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    if let Ok(cmd) = std::env::var("REFOLD_BENCH_CHILD") {
+        let a: Vec<&str> = cmd.split(' ').collect();
+        let dir = PathBuf::from(a[1]);
+        let n: u64 = a[2].parse().unwrap();
+        match a[0] {
+            "setup" => rt.block_on(setup(&dir, n)),
+            "run" => rt.block_on(run(&dir, n, a[3].parse().unwrap(), a[4] == "cold")),
+            other => panic!("unknown child {other}"),
+        }
+        return;
+    }
+    let iters: usize = std::env::var("REFOLD_BENCH_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(7);
+    let sizes: Vec<u64> = std::env::var("REFOLD_BENCH_SIZES")
+        .unwrap_or_else(|_| "10000,1000000".into())
+        .split(',')
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    let base = match std::env::var("REFOLD_BENCH_DIR") {
+        Ok(d) => PathBuf::from(d),
+        Err(_) => std::env::temp_dir().join(format!("refold-bench-{}", std::process::id())),
+    };
+    println!("state table merge: one {BATCH_EVENTS}-event batch, {iters} merges per mode, local filesystem");
+    println!("{:>10} {:>6} {:>9} {:>9} {:>9} {:>9}", "keys", "mode", "p50 ms", "min ms", "max ms", "peak MB");
+    let mut p50 = BTreeMap::new();
+    let mut rss = BTreeMap::new();
+    for &n in &sizes {
+        let dir = base.join(n.to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        child(&["setup", dir.to_str().unwrap(), &n.to_string()]);
+        for mode in ["warm", "cold"] {
+            let out = child(&["run", dir.to_str().unwrap(), &n.to_string(), &iters.to_string(), mode]);
+            let line = out.lines().find(|l| l.starts_with("RESULT ")).unwrap();
+            let v: Vec<f64> = line[7..].split(' ').map(|x| x.parse().unwrap()).collect();
+            println!("{n:>10} {mode:>6} {:>9.1} {:>9.1} {:>9.1} {:>9.1}", v[0], v[1], v[2], v[3] / 1024.0);
+            p50.insert((n, mode), v[0]);
+            rss.insert((n, mode), v[3] / 1024.0);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if let (Some(&small), Some(&large)) = (sizes.first(), sizes.last())
+        && small != large
+    {
+        for mode in ["warm", "cold"] {
+            let ratio = p50[&(large, mode)] / p50[&(small, mode)];
+            let peak = rss[&(large, mode)].max(rss[&(small, mode)]);
+            println!(
+                "{mode}: p50 {large} keys {:.1} ms (target <= 250: {}), ratio {large}/{small} = {ratio:.2} (target <= 2: {}), peak RSS {peak:.1} MB (target <= 128: {})",
+                p50[&(large, mode)],
+                if p50[&(large, mode)] <= 250.0 { "met" } else { "MISSED" },
+                if ratio <= 2.0 { "met" } else { "MISSED" },
+                if peak <= 128.0 { "met" } else { "MISSED" },
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
