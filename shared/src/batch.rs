@@ -137,6 +137,18 @@ pub struct Counts {
     pub deferred: usize,
 }
 
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, c: Counts) {
+        self.received += c.received;
+        self.folded += c.folded;
+        self.filtered += c.filtered;
+        self.dead_lettered += c.dead_lettered;
+        self.skipped += c.skipped;
+        self.already_applied += c.already_applied;
+        self.deferred += c.deferred;
+    }
+}
+
 impl Counts {
     /// received = folded + filtered + dead_lettered + skipped + already_applied + deferred.
     pub fn balanced(&self) -> bool {
@@ -322,14 +334,7 @@ pub fn fold_in_memory(cp: &CompiledPipeline, records: &[SourceRecord], batch_siz
             view.rows.insert((row.tenant_id.clone(), row.key.clone()), row);
         }
         committed.extend(folded.next_offsets);
-        let c = folded.counts;
-        view.counts.received += c.received;
-        view.counts.folded += c.folded;
-        view.counts.filtered += c.filtered;
-        view.counts.dead_lettered += c.dead_lettered;
-        view.counts.skipped += c.skipped;
-        view.counts.already_applied += c.already_applied;
-        view.counts.deferred += c.deferred;
+        view.counts += folded.counts;
         view.dead_letters.extend(folded.dead_letters);
     }
     Ok(view)

@@ -6,8 +6,6 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::Deserializer;
-use serde::de::{IgnoredAny, MapAccess, Visitor};
 
 use crate::json::Json;
 
@@ -91,11 +89,26 @@ impl<'a> Envelope<'a> {
                 bytes.len()
             )));
         }
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let raw = (&mut de)
-            .deserialize_map(RawVisitor)
-            .map_err(|e| EnvelopeError::whole(json_reason(&e)))?;
-        de.end().map_err(|e| EnvelopeError::whole(json_reason(&e)))?;
+        let value = crate::json::parse(bytes).map_err(|e| {
+            let (line, column) = line_column(bytes, e.offset);
+            EnvelopeError::whole(format!("{NOT_JSON}{} (line {line}, column {column})", e.message))
+        })?;
+        let Json::Object(fields) = value else {
+            return Err(EnvelopeError::whole(format!(
+                "not an event envelope: expected a JSON object, got {}",
+                describe(&value)
+            )));
+        };
+        let mut raw = Raw::default();
+        for (key, v) in fields {
+            // Unknown fields are ignored so that producers can add fields without breaking
+            // consumers.
+            if let Some(i) = FIELDS.iter().position(|f| *f == key) {
+                if raw.fields[i].replace(v).is_some() && raw.duplicate.is_none() {
+                    raw.duplicate = Some(FIELDS[i]);
+                }
+            }
+        }
         raw.validate()
     }
 
@@ -160,19 +173,13 @@ pub enum Attr<'e, 'a> {
 
 const NOT_JSON: &str = "not valid JSON: ";
 
-/// serde_json's message without its "at line 1 column N" noise for one-line records,
-/// keeping the column, which is what points at the problem.
-fn json_reason(e: &serde_json::Error) -> String {
-    let msg = e.to_string();
-    let text = match msg.rfind(" at line ") {
-        Some(i) => &msg[..i],
-        None => &msg,
-    };
-    if e.is_data() {
-        // Well-formed JSON of the wrong shape, e.g. an array or a nested value too deep.
-        return format!("not an event envelope: {text}");
-    }
-    format!("{NOT_JSON}{text} (line {}, column {})", e.line(), e.column())
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(bytes: &[u8], offset: usize) -> (usize, usize) {
+    let before = &bytes[..offset.min(bytes.len())];
+    let line_start = before.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    (line, column)
 }
 
 fn describe(v: &Json<'_>) -> String {
@@ -184,40 +191,11 @@ fn describe(v: &Json<'_>) -> String {
     }
 }
 
-/// The envelope's fields as found, before validation. Unknown fields are ignored so that
-/// producers can add fields without breaking consumers.
+/// The envelope's fields as found, before validation.
 #[derive(Default)]
 struct Raw<'a> {
     fields: [Option<Json<'a>>; 9],
     duplicate: Option<&'static str>,
-}
-
-struct RawVisitor;
-
-impl<'de> Visitor<'de> for RawVisitor {
-    type Value = Raw<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object (the event envelope)")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut raw = Raw::default();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match FIELDS.iter().position(|f| *f == key) {
-                Some(i) => {
-                    let v: Json<'de> = map.next_value()?;
-                    if raw.fields[i].replace(v).is_some() && raw.duplicate.is_none() {
-                        raw.duplicate = Some(FIELDS[i]);
-                    }
-                }
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(raw)
-    }
 }
 
 impl<'a> Raw<'a> {

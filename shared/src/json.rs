@@ -8,7 +8,6 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// Nesting deeper than this is rejected: a bound on stack use for hostile input.
 /// (serde_json's own recursion limit is 128; ours is the contract.)
@@ -97,134 +96,273 @@ impl fmt::Display for Json<'_> {
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for Json<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(JsonVisitor { depth: 0 })
+/// Why a text is not JSON, and where (byte offset into the input).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonError {
+    pub offset: usize,
+    pub message: String,
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at byte {}", self.message, self.offset)
     }
 }
 
-struct JsonVisitor {
-    depth: usize,
+impl std::error::Error for JsonError {}
+
+/// Parses one JSON value (RFC 8259) that fills `input` (surrounding whitespace allowed),
+/// borrowing every string without escapes. A hand-written parser: serde_json is built here
+/// with `arbitrary_precision` (starlark turns it on), which makes every number a string
+/// allocation, and envelope decoding is the hot path.
+pub fn parse(input: &[u8]) -> Result<Json<'_>, JsonError> {
+    let text = std::str::from_utf8(input).map_err(|e| JsonError {
+        offset: e.valid_up_to(),
+        message: "not valid UTF-8".to_owned(),
+    })?;
+    let mut p = Parser { text, bytes: input, pos: 0 };
+    let value = p.value(0)?;
+    p.skip_ws();
+    if p.pos < p.bytes.len() {
+        return Err(p.error("trailing characters after the JSON value"));
+    }
+    Ok(value)
 }
 
-/// Deserializes a nested value one level deeper, keeping the depth bound.
-struct Nested {
-    depth: usize,
+struct Parser<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
 }
 
-impl<'de> de::DeserializeSeed<'de> for Nested {
-    type Value = Json<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        if self.depth > MAX_DEPTH {
-            return Err(de::Error::custom(format!("JSON nested deeper than {MAX_DEPTH} levels")));
+impl<'a> Parser<'a> {
+    fn error(&self, message: impl Into<String>) -> JsonError {
+        JsonError { offset: self.pos, message: message.into() }
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
+            self.pos += 1;
         }
-        deserializer.deserialize_any(JsonVisitor { depth: self.depth })
     }
-}
 
-/// With serde_json's `arbitrary_precision` feature (which `starlark` turns on for the whole
-/// build), a number reaches a visitor as a one-entry map from this token to its text.
-const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+    fn expect_literal(&mut self, word: &str, value: Json<'a>) -> Result<Json<'a>, JsonError> {
+        if self.bytes[self.pos..].starts_with(word.as_bytes()) {
+            self.pos += word.len();
+            Ok(value)
+        } else {
+            Err(self.error("expected a JSON value"))
+        }
+    }
 
-/// A number's text, parsed as `i64` when it is one, else as `f64` (as serde_json does).
-struct NumberText(Json<'static>);
+    fn value(&mut self, depth: usize) -> Result<Json<'a>, JsonError> {
+        if depth > MAX_DEPTH {
+            return Err(self.error(format!("JSON nested deeper than {MAX_DEPTH} levels")));
+        }
+        self.skip_ws();
+        match self.bytes.get(self.pos) {
+            None => Err(self.error("unexpected end of input")),
+            Some(b'{') => self.object(depth),
+            Some(b'[') => self.array(depth),
+            Some(b'"') => self.string().map(Json::Str),
+            Some(b't') => self.expect_literal("true", Json::Bool(true)),
+            Some(b'f') => self.expect_literal("false", Json::Bool(false)),
+            Some(b'n') => self.expect_literal("null", Json::Null),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(_) => Err(self.error("expected a JSON value")),
+        }
+    }
 
-impl<'de> Deserialize<'de> for NumberText {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TextVisitor;
-        impl Visitor<'_> for TextVisitor {
-            type Value = NumberText;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a number")
+    fn object(&mut self, depth: usize) -> Result<Json<'a>, JsonError> {
+        self.pos += 1; // '{'
+        let mut fields = Vec::new();
+        self.skip_ws();
+        if self.bytes.get(self.pos) == Some(&b'}') {
+            self.pos += 1;
+            return Ok(Json::Object(fields));
+        }
+        loop {
+            self.skip_ws();
+            if self.bytes.get(self.pos) != Some(&b'"') {
+                return Err(self.error("expected a string key"));
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                if let Ok(i) = v.parse::<i64>() {
-                    return Ok(NumberText(Json::Int(i)));
+            let key = self.string()?;
+            self.skip_ws();
+            if self.bytes.get(self.pos) != Some(&b':') {
+                return Err(self.error("expected `:` after an object key"));
+            }
+            self.pos += 1;
+            let value = self.value(depth + 1)?;
+            fields.push((key, value));
+            self.skip_ws();
+            match self.bytes.get(self.pos) {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(Json::Object(fields));
                 }
-                v.parse::<f64>()
-                    .map(|f| NumberText(Json::Float(f)))
-                    .map_err(|_| E::custom(format!("invalid number `{v}`")))
+                _ => return Err(self.error("expected `,` or `}` in an object")),
             }
         }
-        deserializer.deserialize_str(TextVisitor)
     }
-}
 
-/// A map key, borrowed when it has no escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string key")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(v)))
+    fn array(&mut self, depth: usize) -> Result<Json<'a>, JsonError> {
+        self.pos += 1; // '['
+        let mut items = Vec::new();
+        self.skip_ws();
+        if self.bytes.get(self.pos) == Some(&b']') {
+            self.pos += 1;
+            return Ok(Json::Array(items));
+        }
+        loop {
+            items.push(self.value(depth + 1)?);
+            self.skip_ws();
+            match self.bytes.get(self.pos) {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(Json::Array(items));
+                }
+                _ => return Err(self.error("expected `,` or `]` in an array")),
             }
         }
-        deserializer.deserialize_str(KeyVisitor)
     }
-}
 
-impl<'de> Visitor<'de> for JsonVisitor {
-    type Value = Json<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Json::Null)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Json::Null)
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Json::Bool(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Json::Int(v))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(i64::try_from(v).map_or(Json::Float(v as f64), Json::Int))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Json::Float(v))
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Json::Str(Cow::Borrowed(v)))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Json::Str(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Json::Str(Cow::Owned(v)))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(item) = seq.next_element_seed(Nested { depth: self.depth + 1 })? {
-            items.push(item);
-        }
-        Ok(Json::Array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
-        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
-            if fields.is_empty() && k == NUMBER_TOKEN {
-                return map.next_value::<NumberText>().map(|n| n.0);
+    /// A string starting at the opening quote; borrowed when it has no escapes.
+    fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
+        self.pos += 1; // '"'
+        let start = self.pos;
+        loop {
+            match self.bytes.get(self.pos) {
+                None => return Err(self.error("unterminated string")),
+                Some(b'"') => {
+                    let s = &self.text[start..self.pos];
+                    self.pos += 1;
+                    return Ok(Cow::Borrowed(s));
+                }
+                Some(b'\\') => break,
+                Some(0..=0x1f) => return Err(self.error("control character in a string")),
+                Some(_) => self.pos += 1,
             }
-            let v = map.next_value_seed(Nested { depth: self.depth + 1 })?;
-            fields.push((k, v));
         }
-        Ok(Json::Object(fields))
+        let mut out = String::from(&self.text[start..self.pos]);
+        loop {
+            match self.bytes.get(self.pos) {
+                None => return Err(self.error("unterminated string")),
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(Cow::Owned(out));
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    let simple = match self.bytes.get(self.pos) {
+                        Some(b'"') => Some('"'),
+                        Some(b'\\') => Some('\\'),
+                        Some(b'/') => Some('/'),
+                        Some(b'b') => Some('\u{8}'),
+                        Some(b'f') => Some('\u{c}'),
+                        Some(b'n') => Some('\n'),
+                        Some(b'r') => Some('\r'),
+                        Some(b't') => Some('\t'),
+                        Some(b'u') => None,
+                        _ => return Err(self.error("invalid escape in a string")),
+                    };
+                    self.pos += 1;
+                    let c = match simple {
+                        Some(c) => c,
+                        None => self.unicode_escape()?,
+                    };
+                    out.push(c);
+                }
+                Some(0..=0x1f) => return Err(self.error("control character in a string")),
+                Some(_) => {
+                    // Copy a run of plain characters at once (UTF-8 sequences included).
+                    let run = self.pos;
+                    while let Some(&b) = self.bytes.get(self.pos) {
+                        if b == b'"' || b == b'\\' || b < 0x20 {
+                            break;
+                        }
+                        self.pos += 1;
+                    }
+                    out.push_str(&self.text[run..self.pos]);
+                }
+            }
+        }
+    }
+
+    /// `XXXX` after `\u` (with a following `\uXXXX` for a surrogate pair); leaves `pos`
+    /// after the last hex digit.
+    fn unicode_escape(&mut self) -> Result<char, JsonError> {
+        let high = self.hex4()?;
+        let code = if (0xD800..0xDC00).contains(&high) {
+            if !self.bytes[self.pos..].starts_with(b"\\u") {
+                return Err(self.error("unpaired surrogate in a \\u escape"));
+            }
+            self.pos += 2;
+            let low = self.hex4()?;
+            if !(0xDC00..0xE000).contains(&low) {
+                return Err(self.error("unpaired surrogate in a \\u escape"));
+            }
+            0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
+        } else {
+            high
+        };
+        char::from_u32(code).ok_or_else(|| self.error("invalid \\u escape"))
+    }
+
+    fn hex4(&mut self) -> Result<u32, JsonError> {
+        let digits = self.bytes.get(self.pos..self.pos + 4).ok_or_else(|| self.error("short \\u escape"))?;
+        let mut v = 0u32;
+        for d in digits {
+            let x = (*d as char).to_digit(16).ok_or_else(|| self.error("invalid \\u escape"))?;
+            v = v * 16 + x;
+        }
+        self.pos += 4;
+        Ok(v)
+    }
+
+    fn number(&mut self) -> Result<Json<'a>, JsonError> {
+        let start = self.pos;
+        let digits = |p: &mut Self| {
+            let s = p.pos;
+            while let Some(b'0'..=b'9') = p.bytes.get(p.pos) {
+                p.pos += 1;
+            }
+            p.pos - s
+        };
+        if self.bytes.get(self.pos) == Some(&b'-') {
+            self.pos += 1;
+        }
+        let int_start = self.pos;
+        let n = digits(self);
+        if n == 0 || (n > 1 && self.bytes[int_start] == b'0') {
+            return Err(self.error("invalid number"));
+        }
+        let mut integral = true;
+        if self.bytes.get(self.pos) == Some(&b'.') {
+            self.pos += 1;
+            integral = false;
+            if digits(self) == 0 {
+                return Err(self.error("invalid number: digits expected after `.`"));
+            }
+        }
+        if let Some(b'e' | b'E') = self.bytes.get(self.pos) {
+            self.pos += 1;
+            integral = false;
+            if let Some(b'+' | b'-') = self.bytes.get(self.pos) {
+                self.pos += 1;
+            }
+            if digits(self) == 0 {
+                return Err(self.error("invalid number: digits expected in the exponent"));
+            }
+        }
+        let text = &self.text[start..self.pos];
+        if integral {
+            if let Ok(i) = text.parse::<i64>() {
+                return Ok(Json::Int(i));
+            }
+        }
+        text.parse::<f64>().map(Json::Float).map_err(|_| self.error("invalid number"))
     }
 }
 
@@ -235,7 +373,7 @@ mod tests {
     #[test]
     fn borrows_plain_strings_and_owns_escaped_ones() {
         let text = r#"{"a":"plain","b":"esc\"aped","n":[1,2.5,null,true]}"#;
-        let v: Json = serde_json::from_str(text).expect("valid JSON");
+        let v = parse(text.as_bytes()).expect("valid JSON");
         assert!(matches!(v.get("a"), Some(Json::Str(Cow::Borrowed("plain")))));
         assert!(matches!(v.get("b"), Some(Json::Str(Cow::Owned(s))) if s == "esc\"aped"));
         assert_eq!(
@@ -248,7 +386,34 @@ mod tests {
     #[test]
     fn rejects_deep_nesting() {
         let text = format!("{}{}", "[".repeat(MAX_DEPTH + 5), "]".repeat(MAX_DEPTH + 5));
-        let err = serde_json::from_str::<Json>(&text).expect_err("too deep");
+        let err = parse(text.as_bytes()).expect_err("too deep");
         assert!(err.to_string().contains("nested deeper"), "{err}");
+    }
+
+    #[test]
+    fn agrees_with_serde_json() {
+        let ok = [
+            r#"{"a":[1,-2,-0.25,0,9223372036854775807],"b":{"c":null}}"#,
+            r#"["\u00e9\ud83d\ude00\n\t\"\\\/", "plain é 😀", true, false]"#,
+            "  {  \"k\" : \"v\" }  ",
+        ];
+        for text in ok {
+            let mine = parse(text.as_bytes()).expect(text).to_value();
+            let theirs: serde_json::Value = serde_json::from_str(text).expect(text);
+            assert_eq!(mine.to_string(), theirs.to_string(), "{text}");
+        }
+        // Numbers by value (serde_json is built with `arbitrary_precision` here and keeps their text).
+        for (text, want) in [
+            ("3.5e3", Json::Float(3500.0)),
+            ("1E-2", Json::Float(0.01)),
+            ("-0", Json::Int(0)),
+            ("9223372036854775808", Json::Float(9.223_372_036_854_776e18)),
+            ("-9223372036854775808", Json::Int(i64::MIN)),
+        ] {
+            assert_eq!(parse(text.as_bytes()).expect(text), want, "{text}");
+        }
+        for bad in ["", "{", "[1,]", "{\"a\" 1}", "01", "1.", "-", "\"\\x\"", "\"a\nb\"", "tru", "{} {}", "\"\\ud800\""] {
+            assert!(parse(bad.as_bytes()).is_err(), "{bad:?} must be rejected");
+        }
     }
 }

@@ -2,6 +2,8 @@
 //! reference the Starlark run of the seed's `fold_function` is tested against, and the
 //! baseline for the fold benchmark. Select one in a pipeline with `fold_native: <name>`.
 
+use std::borrow::Cow;
+
 use super::{DynFold, Fold, FoldError, FoldErrorKind, State};
 use crate::envelope::{Attr, Envelope};
 
@@ -30,7 +32,7 @@ pub struct OrderFold;
 /// null), exactly as the Python fold would.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OrderState {
-    pub status: Option<String>,
+    pub status: Option<Cow<'static, str>>,
     pub amount: Option<serde_json::Value>,
     /// Fields of a prior state this fold does not know; `{**state}` keeps them.
     pub rest: State,
@@ -53,10 +55,13 @@ impl Fold for OrderFold {
                         ));
                     }
                 };
-                *state = OrderState { status: Some("placed".to_owned()), amount: Some(amount), rest: State::new() };
+                *state = OrderState { status: Some(Cow::Borrowed("placed")), amount: Some(amount), rest: State::new() };
             }
-            "OrderCancelled" => state.status = Some("cancelled".to_owned()),
-            other => state.status = Some(other.to_lowercase().replace("order", "")),
+            "OrderCancelled" => state.status = Some(Cow::Borrowed("cancelled")),
+            "OrderConfirmed" => state.status = Some(Cow::Borrowed("confirmed")),
+            "OrderShipped" => state.status = Some(Cow::Borrowed("shipped")),
+            "OrderDelivered" => state.status = Some(Cow::Borrowed("delivered")),
+            other => state.status = Some(Cow::Owned(other.to_lowercase().replace("order", ""))),
         }
         Ok(())
     }
@@ -65,7 +70,7 @@ impl Fold for OrderFold {
         let mut rest = json.clone();
         let status = match rest.remove("status") {
             None => None,
-            Some(serde_json::Value::String(s)) => Some(s),
+            Some(serde_json::Value::String(s)) => Some(Cow::Owned(s)),
             Some(other) => {
                 // Not produced by this fold: keep it verbatim among the other fields.
                 rest.insert("status".to_owned(), other);
@@ -79,7 +84,7 @@ impl Fold for OrderFold {
     fn encode_state(&self, state: &OrderState) -> State {
         let mut out = state.rest.clone();
         if let Some(s) = &state.status {
-            out.insert("status".to_owned(), serde_json::Value::String(s.clone()));
+            out.insert("status".to_owned(), serde_json::Value::String(s.to_string()));
         }
         if let Some(a) = &state.amount {
             out.insert("amount".to_owned(), a.clone());
