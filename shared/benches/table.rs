@@ -5,11 +5,14 @@
 //! `cargo bench -p refold --bench table` (release). Each measurement runs in a child process
 //! of its own so its peak RSS (VmHWM) is the merge's, not the table setup's.
 //! Environment: REFOLD_BENCH_ITERS (merges per mode, default 7), REFOLD_BENCH_SIZES
-//! (comma-separated key counts, default 10000,1000000), REFOLD_BENCH_DIR (default a temp dir).
+//! (comma-separated key counts, default 10000,1000000), REFOLD_BENCH_DIR (default a temp dir),
+//! REFOLD_BENCH_TRACE (print each merge's phase timings).
 //!
-//! A table of N keys is built as the compactor leaves it: N rows in partition 0 (worst case:
-//! one Kafka partition holds every key), loaded in batches, then compacted into sorted files.
-//! A batch: 10,000 events, 90% on existing keys drawn uniformly, 10% on new keys, 4 tenants;
+//! A table of N keys is built as the compactor leaves it: N rows over REFOLD_BENCH_PARTITIONS
+//! source partitions (default 1, the worst case: one Kafka partition holds every key; the
+//! lookup reads only the batch's partition), loaded in batches, then compacted into sorted
+//! files. A batch: 10,000 events of partition 0, 90% on its existing keys drawn uniformly,
+//! 10% on new keys, 4 tenants;
 //! the fold counts events and keeps the last value. Every merge of a run lands on the table
 //! the previous one left (deletes accumulate, as between two compactions).
 //! warm = one open table reused (a warm Lambda); cold = open + merge per batch.
@@ -70,18 +73,19 @@ fn row(id: &(String, String), prior: Option<&StateRow>, offset: i64, value: i64)
 
 /// Merges events (identity, value) at offsets `first..`: the fold of the real handler in
 /// miniature (skip below the committed offset, fold per key in order).
-async fn merge_events(t: &StateTable, first: i64, events: &[((String, String), i64)]) -> refold::table::MergeOutcome {
+async fn merge_events(t: &StateTable, partition: i32, first: i64, events: &[((String, String), i64)]) -> refold::table::MergeOutcome {
     let mut keys: Vec<(String, String)> = events.iter().map(|e| e.0.clone()).collect();
     keys.sort();
     keys.dedup();
-    t.merge_batch(0, &keys, |committed, priors| {
+    t.merge_batch(partition, &keys, |committed, priors| {
         let mut cur: HashMap<(String, String), StateRow> = HashMap::new();
         for (i, (id, v)) in events.iter().enumerate() {
             let off = first + i as i64;
             if off < committed {
                 continue;
             }
-            let r = row(id, cur.get(id).or_else(|| priors.get(id)), off, *v);
+            let mut r = row(id, cur.get(id).or_else(|| priors.get(id)), off, *v);
+            r.source_partition = partition;
             cur.insert(id.clone(), r);
         }
         Ok(FoldedBatch {
@@ -103,21 +107,30 @@ fn peak_rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
+fn partitions() -> u64 {
+    std::env::var("REFOLD_BENCH_PARTITIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1)
+}
+
 async fn setup(dir: &Path, n: u64) {
+    let parts = partitions();
     let t = StateTable::open_or_create(config(dir)).await.unwrap();
     let limits = TableLimits { max_rows_per_batch: LOAD_BATCH_ROWS, max_keys_per_batch: LOAD_BATCH_ROWS, ..TableLimits::default() };
     let t = t.with_limits(limits);
     let started = Instant::now();
-    let mut offset = 0i64;
-    let mut i = 0u64;
-    while i < n {
-        let m = (n - i).min(LOAD_BATCH_ROWS as u64);
-        let events: Vec<((String, String), i64)> = (i..i + m).map(|k| (ident(k), k as i64)).collect();
-        merge_events(&t, offset, &events).await;
-        offset += m as i64;
-        i += m;
+    let mut offset;
+    for p in 0..parts {
+        // Key k lives in partition k % parts (as Kafka's key hashing would spread them).
+        let keys: Vec<u64> = (0..n).filter(|k| k % parts == p).collect();
+        offset = 0;
+        for chunk in keys.chunks(LOAD_BATCH_ROWS) {
+            let events: Vec<((String, String), i64)> = chunk.iter().map(|&k| (ident(k), k as i64)).collect();
+            merge_events(&t, p as i32, offset, &events).await;
+            offset += chunk.len() as i64;
+        }
+        t.compact(Some(p as i32)).await.unwrap();
     }
-    t.compact(Some(0)).await.unwrap();
+    // Runs merge into partition 0: its next offset is the number of events loaded into it.
+    offset = (0..n).filter(|k| k % parts == 0).count() as i64;
     eprintln!("setup {n} keys: {:.1} s", started.elapsed().as_secs_f64());
     std::fs::write(dir.join("offset"), offset.to_string()).unwrap();
 }
@@ -127,15 +140,18 @@ async fn run(dir: &Path, n: u64, iters: usize, cold: bool) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ n ^ u64::from(cold));
     let mut warm_table = None;
     let mut ms = vec![];
-    let mut next_new = n;
+    let parts = partitions();
+    let per_part = n.div_ceil(parts);
+    let mut next_new = n.div_ceil(parts) * parts;
     for _ in 0..iters {
         let events: Vec<((String, String), i64)> = (0..BATCH_EVENTS)
             .map(|j| {
+                // keys of partition 0: multiples of `parts`
                 let k = if j % 10 == 9 {
-                    next_new += 1;
+                    next_new += parts;
                     next_new
                 } else {
-                    rng.next() % n
+                    (rng.next() % per_part) * parts
                 };
                 (ident(k), (rng.next() % 1000) as i64)
             })
@@ -143,12 +159,12 @@ async fn run(dir: &Path, n: u64, iters: usize, cold: bool) {
         let started = Instant::now();
         let out = if cold {
             let t = StateTable::open_or_create(config(dir)).await.unwrap();
-            merge_events(&t, offset, &events).await
+            merge_events(&t, 0, offset, &events).await
         } else {
             if warm_table.is_none() {
                 warm_table = Some(StateTable::open_or_create(config(dir)).await.unwrap());
             }
-            merge_events(warm_table.as_ref().unwrap(), offset, &events).await
+            merge_events(warm_table.as_ref().unwrap(), 0, offset, &events).await
         };
         ms.push(started.elapsed().as_secs_f64() * 1e3);
         assert!(out.snapshot_id.is_some() && out.rows_deleted > 0);
@@ -179,6 +195,10 @@ fn child(args: &[&str]) -> String {
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    if std::env::var("REFOLD_BENCH_TRACE").is_ok() {
+        // Per-merge phase timings (load, lookup, fold, write, commit) from refold's debug logs.
+        tracing_subscriber::fmt().with_env_filter("refold=debug").with_writer(std::io::stderr).init();
+    }
     if let Ok(cmd) = std::env::var("REFOLD_BENCH_CHILD") {
         let a: Vec<&str> = cmd.split(' ').collect();
         let dir = PathBuf::from(a[1]);
@@ -200,7 +220,10 @@ fn main() {
         Ok(d) => PathBuf::from(d),
         Err(_) => std::env::temp_dir().join(format!("refold-bench-{}", std::process::id())),
     };
-    println!("state table merge: one {BATCH_EVENTS}-event batch, {iters} merges per mode, local filesystem");
+    println!(
+        "state table merge: one {BATCH_EVENTS}-event batch of source partition 0, keys spread over {} source partition(s), {iters} merges per mode, local filesystem",
+        partitions()
+    );
     println!("{:>10} {:>6} {:>9} {:>9} {:>9} {:>9}", "keys", "mode", "p50 ms", "min ms", "max ms", "peak MB");
     let mut p50 = BTreeMap::new();
     let mut rss = BTreeMap::new();

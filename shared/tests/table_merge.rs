@@ -214,6 +214,19 @@ async fn checkpoint_tags_keep_the_newest() {
     }
     assert!(table.metadata().snapshot_for_ref("checkpoint-0").is_none());
     assert_eq!(t.tag_checkpoint("mine", 2).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+
+    // Expiry keeps main's newest snapshot and the tagged ones; reads and merges go on.
+    let removed = t.expire_snapshots(1).await.unwrap();
+    let table = t.iceberg_table().await.unwrap();
+    let left: std::collections::BTreeSet<i64> = table.metadata().snapshots().map(|s| s.snapshot_id()).collect();
+    let want: std::collections::BTreeSet<i64> =
+        [tagged[2].1, tagged[3].1, table.metadata().current_snapshot_id().unwrap()].into_iter().collect();
+    assert_eq!((removed, left), (2, want));
+    assert_eq!(t.committed_offsets().await.unwrap(), BTreeMap::from([(0, 4)]));
+    let b = vec![ev("acme", "k", 0, 4, 4)];
+    merge(&t, &b).await.unwrap();
+    stream.extend(b);
+    assert_table(&t, &stream).await;
 }
 
 #[tokio::test]

@@ -85,6 +85,17 @@ impl SqlCatalogSwap {
     }
 }
 
+impl SqlCatalogSwap {
+    /// Fails if the catalog tables do not exist.
+    async fn probe(&self) -> Result<()> {
+        sqlx::query("SELECT 1 FROM iceberg_tables WHERE 1 = 0")
+            .execute(&self.pool)
+            .await
+            .io(|| "probe catalog tables".into())
+            .map(|_| ())
+    }
+}
+
 #[async_trait]
 impl CatalogSwap for SqlCatalogSwap {
     async fn current_location(&self, ident: &TableIdent) -> Result<Option<String>> {
@@ -174,8 +185,6 @@ pub(crate) async fn connect(cfg: &CatalogConfig) -> Result<(Arc<dyn CatalogSwap>
                 std::fs::create_dir_all(dir).io(|| format!("create warehouse folder {dir}"))?;
             }
             let uri = sqlx_uri(uri)?;
-            // Creates the catalog tables (iceberg_tables, iceberg_namespace_properties) if missing.
-            sql_catalog(cfg).await?;
             sqlx::any::install_default_drivers();
             let pool = AnyPoolOptions::new()
                 .max_connections(SQL_MAX_CONNECTIONS)
@@ -183,6 +192,11 @@ pub(crate) async fn connect(cfg: &CatalogConfig) -> Result<(Arc<dyn CatalogSwap>
                 .await
                 .io(|| format!("connect to catalog {}", redact(&uri)))?;
             let swap = SqlCatalogSwap { pool, catalog_name: catalog_name.clone(), postgres: is_postgres(&uri) };
+            // A fresh database has no catalog tables yet: iceberg-rust's SqlCatalog creates them
+            // (iceberg_tables, iceberg_namespace_properties) as other SQL-catalog clients expect.
+            if swap.probe().await.is_err() {
+                sql_catalog(cfg).await?;
+            }
             Ok((Arc::new(swap), file_io))
         }
     }

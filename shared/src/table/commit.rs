@@ -315,3 +315,38 @@ pub async fn commit_checkpoint_tag(
         Ok(CommitResult::Lost("catalog pointer moved".into()))
     }
 }
+
+/// Removes from the metadata every snapshot that is neither among the newest `keep_last` of
+/// main's ancestry nor referenced by a tag or branch. Only metadata: the files only they
+/// referenced stay until an orphan-file sweep (not done here). `Committed` with the number
+/// Returns the result and how many snapshots were removed.
+pub async fn commit_expire_snapshots(
+    io: &FileIO,
+    catalog: &dyn CatalogSwap,
+    ident: &TableIdent,
+    base: &Loaded,
+    keep_last: usize,
+) -> Result<(CommitResult, usize)> {
+    let md = base.metadata.as_ref();
+    let mut keep: HashSet<i64> = HashSet::new();
+    let mut cur = md.current_snapshot().cloned();
+    while let Some(s) = cur {
+        if keep.len() >= keep_last.max(1) {
+            break;
+        }
+        keep.insert(s.snapshot_id());
+        cur = s.parent_snapshot_id().and_then(|id| md.snapshot_by_id(id).cloned());
+    }
+    keep.extend(refs(md)?.values().map(|r| r.snapshot_id));
+    let expired: Vec<i64> = md.snapshots().map(|s| s.snapshot_id()).filter(|id| !keep.contains(id)).collect();
+    if expired.is_empty() {
+        return Ok((CommitResult::Committed { snapshot_id: md.current_snapshot_id().unwrap_or(0) }, 0));
+    }
+    let builder = md.clone().into_builder(Some(base.location.clone())).remove_snapshots(&expired);
+    let n = expired.len();
+    if publish(io, catalog, ident, base, builder, vec![]).await? {
+        Ok((CommitResult::Committed { snapshot_id: md.current_snapshot_id().unwrap_or(0) }, n))
+    } else {
+        Ok((CommitResult::Lost("catalog pointer moved".into()), 0))
+    }
+}

@@ -687,6 +687,35 @@ impl StateTable {
         .with_context(ctx()))
     }
 
+    /// Drops snapshots from the table metadata that are neither among the newest
+    /// `keep_last` (>= 1) of main nor tagged (checkpoints) — so the metadata every merge
+    /// reads stays small. Metadata only: data and manifest files stay (no orphan sweep yet).
+    /// Returns how many snapshots were removed.
+    pub async fn expire_snapshots(&self, keep_last: usize) -> Result<usize> {
+        let ctx = || format!("expire snapshots of {}", self.cfg.table);
+        let mut attempts = 0u32;
+        let mut last_conflict = String::new();
+        while attempts < self.limits.max_commit_attempts {
+            if attempts > 0 {
+                backoff(&self.limits, attempts).await;
+            }
+            attempts += 1;
+            let base = self.load().await.map_err(|e| e.with_context(ctx()))?;
+            match commit::commit_expire_snapshots(&self.file_io, self.catalog.as_ref(), &self.ident, &base, keep_last)
+                .await
+                .map_err(|e| e.with_context(ctx()))?
+            {
+                (commit::CommitResult::Committed { .. }, n) => return Ok(n),
+                (commit::CommitResult::Lost(why), _) => last_conflict = why,
+            }
+        }
+        Err(Error::new(
+            ErrorKind::CommitConflict,
+            format!("gave up after max_commit_attempts={} (last: {last_conflict})", self.limits.max_commit_attempts),
+        )
+        .with_context(ctx()))
+    }
+
     /// The checkpoint tags, oldest first: (name, snapshot id, snapshot time in ms).
     pub async fn checkpoint_tags(&self) -> Result<Vec<(String, i64, i64)>> {
         let l = self.load().await?;
