@@ -96,7 +96,8 @@ up() {
             echo "REFOLD_PIPELINE=$ROOT/pipelines/order-events-pipeline.yaml"
             echo "REFOLD_WAREHOUSE=$DIR/warehouse"
             echo "REFOLD_DEAD_LETTER=$DIR/dead-letters"
-            echo "KAFKA_CONNECTION=${REFOLD_KAFKA_BROKERS:-127.0.0.1:9092}"
+            kc=$(sed -n 's/^REFOLD_KAFKA_BROKERS=//p' "$env.tmp")
+            echo "KAFKA_CONNECTION=${kc:-127.0.0.1:9092}"
             echo "RUST_LOG=info"
           } >"$envfile"
         fi

@@ -122,14 +122,19 @@ pub fn encode_jsonl(batch: &[DeadLetter]) -> Result<Vec<u8>> {
 
 /// Parses JSONL written by [`encode_jsonl`]; blank lines are ignored.
 pub fn decode_jsonl(bytes: &[u8]) -> Result<Vec<DeadLetter>> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| Error::new(ErrorKind::InvalidInput, "dead letters are not UTF-8").with_source(e))?;
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Error::new(ErrorKind::InvalidInput, "dead letters are not UTF-8").with_source(e)
+    })?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
             serde_json::from_str(l).map_err(|e| {
-                Error::new(ErrorKind::InvalidInput, format!("dead letter line {}", i + 1)).with_source(e)
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("dead letter line {}", i + 1),
+                )
+                .with_source(e)
             })
         })
         .collect()
@@ -138,7 +143,10 @@ pub fn decode_jsonl(bytes: &[u8]) -> Result<Vec<DeadLetter>> {
 /// A name for one batch's object/file that sorts by write time and never collides:
 /// `<unix ms, 13 digits>-<topic>-p<partition>-o<first offset, 20 digits>-<uuid>.jsonl`.
 pub fn batch_object_name(batch: &[DeadLetter]) -> String {
-    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
     let (topic, partition, offset) = batch
         .first()
         .map(|d| (sanitize(&d.topic), d.partition, d.offset))
@@ -151,7 +159,13 @@ pub fn batch_object_name(batch: &[DeadLetter]) -> String {
 
 fn sanitize(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -200,7 +214,10 @@ impl MemoryDeadLetters {
 
     /// Every dead letter put so far, in put order.
     pub fn all(&self) -> Vec<DeadLetter> {
-        self.batches.lock().map(|b| b.iter().flatten().cloned().collect()).unwrap_or_default()
+        self.batches
+            .lock()
+            .map(|b| b.iter().flatten().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// How many non-empty batches were put.
@@ -209,7 +226,10 @@ impl MemoryDeadLetters {
     }
 
     pub fn len(&self) -> usize {
-        self.batches.lock().map(|b| b.iter().map(Vec::len).sum()).unwrap_or(0)
+        self.batches
+            .lock()
+            .map(|b| b.iter().map(Vec::len).sum())
+            .unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -287,15 +307,23 @@ impl DeadLetterStore for LocalDeadLetters {
             return Ok(());
         }
         let body = encode_jsonl(batch)?;
-        tokio::fs::create_dir_all(&self.dir).await.map_err(|e| io_err(e, &self.dir))?;
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .map_err(|e| io_err(e, &self.dir))?;
         let name = batch_object_name(batch);
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let dst = self.dir.join(&name);
-        tokio::fs::write(&tmp, &body).await.map_err(|e| io_err(e, &tmp))?;
+        tokio::fs::write(&tmp, &body)
+            .await
+            .map_err(|e| io_err(e, &tmp))?;
         // Durable before it counts: the batch's offsets move on once this returns.
-        let f = tokio::fs::File::open(&tmp).await.map_err(|e| io_err(e, &tmp))?;
+        let f = tokio::fs::File::open(&tmp)
+            .await
+            .map_err(|e| io_err(e, &tmp))?;
         f.sync_all().await.map_err(|e| io_err(e, &tmp))?;
-        tokio::fs::rename(&tmp, &dst).await.map_err(|e| io_err(e, &dst))?;
+        tokio::fs::rename(&tmp, &dst)
+            .await
+            .map_err(|e| io_err(e, &dst))?;
         Ok(())
     }
 
@@ -312,12 +340,24 @@ pub mod base64_std {
     pub fn encode(input: &[u8]) -> String {
         let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
         for chunk in input.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             out.push(ALPHABET[(n >> 18) as usize & 63] as char);
             out.push(ALPHABET[(n >> 12) as usize & 63] as char);
-            out.push(if chunk.len() > 1 { ALPHABET[(n >> 6) as usize & 63] as char } else { '=' });
-            out.push(if chunk.len() > 2 { ALPHABET[n as usize & 63] as char } else { '=' });
+            out.push(if chunk.len() > 1 {
+                ALPHABET[(n >> 6) as usize & 63] as char
+            } else {
+                '='
+            });
+            out.push(if chunk.len() > 2 {
+                ALPHABET[n as usize & 63] as char
+            } else {
+                '='
+            });
         }
         out
     }
@@ -336,7 +376,7 @@ pub mod base64_std {
     /// Decodes padded standard base64; `None` when the text is not exactly that.
     pub fn decode(input: &str) -> Option<Vec<u8>> {
         let s = input.as_bytes();
-        if s.len() % 4 != 0 {
+        if !s.len().is_multiple_of(4) {
             return None;
         }
         let mut out = Vec::with_capacity(s.len() / 4 * 3);
@@ -440,7 +480,8 @@ mod tests {
         assert_eq!(back, d);
         let mut nokey = d.clone();
         nokey.key = None;
-        let back: DeadLetter = serde_json::from_str(&serde_json::to_string(&nokey).unwrap()).unwrap();
+        let back: DeadLetter =
+            serde_json::from_str(&serde_json::to_string(&nokey).unwrap()).unwrap();
         assert_eq!(back, nokey);
     }
 
@@ -448,10 +489,20 @@ mod tests {
     async fn memory_store_keeps_batches() {
         let m = MemoryDeadLetters::new();
         m.put(&[]).await.unwrap();
-        m.put(&[sample(1, DeadLetterKind::BadBase64), sample(2, DeadLetterKind::FoldError)]).await.unwrap();
-        m.put(&[sample(3, DeadLetterKind::LimitExceeded)]).await.unwrap();
+        m.put(&[
+            sample(1, DeadLetterKind::BadBase64),
+            sample(2, DeadLetterKind::FoldError),
+        ])
+        .await
+        .unwrap();
+        m.put(&[sample(3, DeadLetterKind::LimitExceeded)])
+            .await
+            .unwrap();
         assert_eq!(m.batch_count(), 2);
-        assert_eq!(m.all().iter().map(|d| d.offset).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            m.all().iter().map(|d| d.offset).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
     }
 
     #[tokio::test]
@@ -461,19 +512,29 @@ mod tests {
         s.put(&[]).await.unwrap();
         assert!(s.read_all().await.unwrap().is_empty());
         for i in 0..5 {
-            s.put(&[sample(i * 2, DeadLetterKind::InvalidEnvelope), sample(i * 2 + 1, DeadLetterKind::BadJson)])
-                .await
-                .unwrap();
+            s.put(&[
+                sample(i * 2, DeadLetterKind::InvalidEnvelope),
+                sample(i * 2 + 1, DeadLetterKind::BadJson),
+            ])
+            .await
+            .unwrap();
         }
         let mut names: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names.len(), 5, "{names:?}");
-        assert!(names.iter().all(|n| n.ends_with(".jsonl") && !n.starts_with('.')));
+        assert!(
+            names
+                .iter()
+                .all(|n| n.ends_with(".jsonl") && !n.starts_with('.'))
+        );
         names.sort();
         let all = s.read_all().await.unwrap();
-        assert_eq!(all.iter().map(|d| d.offset).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+        assert_eq!(
+            all.iter().map(|d| d.offset).collect::<Vec<_>>(),
+            (0..10).collect::<Vec<_>>()
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -7,14 +7,20 @@
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 
-use refold::dead_letter::{DeadLetter, DeadLetterStore, batch_object_name, decode_jsonl, encode_jsonl};
+use refold::dead_letter::{
+    DeadLetter, DeadLetterStore, batch_object_name, decode_jsonl, encode_jsonl,
+};
 use refold::error::{Error, ErrorKind, Result};
 
 /// The S3 endpoint override from the environment, if any.
 pub fn s3_endpoint_from_env() -> Option<String> {
-    ["REFOLD_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    [
+        "REFOLD_S3_ENDPOINT",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ENDPOINT_URL",
+    ]
+    .iter()
+    .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
 }
 
 /// An S3 client from the default AWS configuration chain; with `endpoint`, that endpoint and
@@ -38,7 +44,10 @@ pub fn parse_s3_url(url: &str) -> Result<(String, String)> {
         .ok_or_else(|| Error::new(ErrorKind::Config, format!("not an s3:// URL: `{url}`")))?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
-        return Err(Error::new(ErrorKind::Config, format!("no bucket in `{url}`")));
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!("no bucket in `{url}`"),
+        ));
     }
     Ok((bucket.to_owned(), prefix.trim_matches('/').to_owned()))
 }
@@ -58,8 +67,16 @@ pub struct S3DeadLetters {
 }
 
 impl S3DeadLetters {
-    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>, prefix: impl Into<String>) -> Self {
-        Self { client, bucket: bucket.into(), prefix: prefix.into().trim_matches('/').to_owned() }
+    pub fn new(
+        client: aws_sdk_s3::Client,
+        bucket: impl Into<String>,
+        prefix: impl Into<String>,
+    ) -> Self {
+        Self {
+            client,
+            bucket: bucket.into(),
+            prefix: prefix.into().trim_matches('/').to_owned(),
+        }
     }
 
     /// From `s3://bucket/prefix`, with the endpoint override of the environment.
@@ -70,12 +87,20 @@ impl S3DeadLetters {
     }
 
     fn key_for(&self, name: &str) -> String {
-        if self.prefix.is_empty() { name.to_owned() } else { format!("{}/{name}", self.prefix) }
+        if self.prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}/{name}", self.prefix)
+        }
     }
 
     /// Every dead letter under the prefix, objects in key order (write order).
     pub async fn read_all(&self) -> Result<Vec<DeadLetter>> {
-        let list_prefix = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
+        let list_prefix = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
         let mut keys = Vec::new();
         let mut pages = self
             .client
@@ -86,7 +111,11 @@ impl S3DeadLetters {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(s3_err(format!("list s3://{}/{list_prefix}", self.bucket)))?;
-            keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
         }
         keys.retain(|k| k.ends_with(".jsonl"));
         keys.sort();
@@ -106,7 +135,10 @@ impl S3DeadLetters {
                 .await
                 .map_err(s3_err(format!("read s3://{}/{k}", self.bucket)))?
                 .into_bytes();
-            out.extend(decode_jsonl(&bytes).map_err(|e| e.with_context(format!("s3://{}/{k}", self.bucket)))?);
+            out.extend(
+                decode_jsonl(&bytes)
+                    .map_err(|e| e.with_context(format!("s3://{}/{k}", self.bucket)))?,
+            );
         }
         Ok(out)
     }
@@ -130,8 +162,11 @@ impl DeadLetterStore for S3DeadLetters {
             .send()
             .await
             .map_err(|e| {
-                Error::new(ErrorKind::Io, format!("put dead letters to s3://{}/{key}", self.bucket))
-                    .with_source(aws_sdk_s3::error::DisplayErrorContext(e).to_string_error())
+                Error::new(
+                    ErrorKind::Io,
+                    format!("put dead letters to s3://{}/{key}", self.bucket),
+                )
+                .with_source(aws_sdk_s3::error::DisplayErrorContext(e).to_string_error())
             })?;
         Ok(())
     }
@@ -158,7 +193,10 @@ mod tests {
 
     #[test]
     fn s3_urls() {
-        assert_eq!(parse_s3_url("s3://b/p/q/").unwrap(), ("b".into(), "p/q".into()));
+        assert_eq!(
+            parse_s3_url("s3://b/p/q/").unwrap(),
+            ("b".into(), "p/q".into())
+        );
         assert_eq!(parse_s3_url("s3://b").unwrap(), ("b".into(), "".into()));
         assert!(parse_s3_url("file:///x").is_err());
         assert!(parse_s3_url("s3:///x").is_err());

@@ -39,23 +39,55 @@ async fn batches_become_sorted_jsonl_objects() {
     let bucket = format!("refold-dl-{}", uuid::Uuid::new_v4().simple());
     client.create_bucket().bucket(&bucket).send().await.unwrap();
 
-    let store = S3DeadLetters::new(client.clone(), &bucket, "dead-letters/order-events-pipeline/");
-    assert_eq!(store.describe(), format!("s3://{bucket}/dead-letters/order-events-pipeline"));
+    let store = S3DeadLetters::new(
+        client.clone(),
+        &bucket,
+        "dead-letters/order-events-pipeline/",
+    );
+    assert_eq!(
+        store.describe(),
+        format!("s3://{bucket}/dead-letters/order-events-pipeline")
+    );
     store.put(&[]).await.unwrap();
-    assert!(store.read_all().await.unwrap().is_empty(), "an empty batch writes nothing");
+    assert!(
+        store.read_all().await.unwrap().is_empty(),
+        "an empty batch writes nothing"
+    );
 
     let mut want = Vec::new();
     for i in 0..4 {
-        let batch: Vec<DeadLetter> = DeadLetterKind::ALL.iter().enumerate().map(|(j, k)| dl(i * 10 + j as i64, *k)).collect();
+        let batch: Vec<DeadLetter> = DeadLetterKind::ALL
+            .iter()
+            .enumerate()
+            .map(|(j, k)| dl(i * 10 + j as i64, *k))
+            .collect();
         store.put(&batch).await.unwrap();
         want.extend(batch);
     }
-    let objects = client.list_objects_v2().bucket(&bucket).prefix("dead-letters/").send().await.unwrap();
+    let objects = client
+        .list_objects_v2()
+        .bucket(&bucket)
+        .prefix("dead-letters/")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(objects.contents().len(), 4, "one object per batch");
-    assert!(objects.contents().iter().all(|o| o.key().unwrap().ends_with(".jsonl")));
-    assert_eq!(store.read_all().await.unwrap(), want, "everything back, bytes intact, in write order");
+    assert!(
+        objects
+            .contents()
+            .iter()
+            .all(|o| o.key().unwrap().ends_with(".jsonl"))
+    );
+    assert_eq!(
+        store.read_all().await.unwrap(),
+        want,
+        "everything back, bytes intact, in write order"
+    );
 
     // The URL form with the environment's endpoint.
-    let from_url = S3DeadLetters::from_url(&format!("s3://{bucket}/dead-letters/order-events-pipeline")).await.unwrap();
+    let from_url =
+        S3DeadLetters::from_url(&format!("s3://{bucket}/dead-letters/order-events-pipeline"))
+            .await
+            .unwrap();
     assert_eq!(from_url.read_all().await.unwrap().len(), want.len());
 }

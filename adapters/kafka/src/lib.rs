@@ -81,12 +81,19 @@ fn producer_config(brokers: &str) -> ClientConfig {
 
 impl Producer {
     pub fn new(brokers: &str) -> Result<Self> {
-        let inner = producer_config(brokers).create().map_err(kafka_err(format!("kafka producer for {brokers}")))?;
+        let inner = producer_config(brokers)
+            .create()
+            .map_err(kafka_err(format!("kafka producer for {brokers}")))?;
         Ok(Self { inner })
     }
 
     /// Produces one record and waits for its delivery: (partition, offset).
-    pub async fn produce(&self, topic: &str, key: Option<&[u8]>, value: &[u8]) -> Result<(i32, i64)> {
+    pub async fn produce(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<(i32, i64)> {
         let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(value);
         if let Some(k) = key {
             rec = rec.key(k);
@@ -95,7 +102,9 @@ impl Producer {
             .inner
             .send(rec, Duration::from_secs(30))
             .await
-            .map_err(|(e, _)| Error::new(ErrorKind::Io, format!("produce to {topic}")).with_source(e))?;
+            .map_err(|(e, _)| {
+                Error::new(ErrorKind::Io, format!("produce to {topic}")).with_source(e)
+            })?;
         Ok((d.partition, d.offset))
     }
 
@@ -126,7 +135,10 @@ impl Producer {
         for r in futures_join(pending).await {
             let d = delivered(r, topic)?;
             report.produced += 1;
-            let e = report.partitions.entry(d.partition).or_insert((d.offset, d.offset));
+            let e = report
+                .partitions
+                .entry(d.partition)
+                .or_insert((d.offset, d.offset));
             e.0 = e.0.min(d.offset);
             e.1 = e.1.max(d.offset);
         }
@@ -144,12 +156,16 @@ async fn enqueue<'a>(
     loop {
         match p.send_result(rec) {
             Ok(f) => return Ok(f),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) if Instant::now() < deadline => {
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
+                if Instant::now() < deadline =>
+            {
                 rec = r;
                 p.poll(Duration::from_millis(0));
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            Err((e, _)) => return Err(Error::new(ErrorKind::Io, format!("produce to {topic}")).with_source(e)),
+            Err((e, _)) => {
+                return Err(Error::new(ErrorKind::Io, format!("produce to {topic}")).with_source(e));
+            }
         }
     }
 }
@@ -160,8 +176,13 @@ fn delivered<E>(
 ) -> Result<rdkafka::producer::future_producer::Delivery> {
     match r {
         Ok(Ok(d)) => Ok(d),
-        Ok(Err((e, _))) => Err(Error::new(ErrorKind::Io, format!("produce to {topic}")).with_source(e)),
-        Err(_) => Err(Error::new(ErrorKind::Io, format!("produce to {topic}: producer dropped"))),
+        Ok(Err((e, _))) => {
+            Err(Error::new(ErrorKind::Io, format!("produce to {topic}")).with_source(e))
+        }
+        Err(_) => Err(Error::new(
+            ErrorKind::Io,
+            format!("produce to {topic}: producer dropped"),
+        )),
     }
 }
 
@@ -179,7 +200,11 @@ async fn futures_join<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> {
                 }
             }
         }
-        if done { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
     })
     .await;
     out.into_iter().flatten().collect()
@@ -193,12 +218,18 @@ pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result
         .map_err(kafka_err(format!("kafka admin for {brokers}")))?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = admin.create_topics([&new], &opts).await.map_err(kafka_err(format!("create topic {topic}")))?;
+    let results = admin
+        .create_topics([&new], &opts)
+        .await
+        .map_err(kafka_err(format!("create topic {topic}")))?;
     for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((t, code)) => {
-                return Err(Error::new(ErrorKind::Io, format!("create topic {t}: {code}")));
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!("create topic {t}: {code}"),
+                ));
             }
         }
     }
@@ -234,7 +265,10 @@ pub fn read_topic(brokers: &str, topic: &str, timeout: Duration) -> Result<Vec<S
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
     if partitions.is_empty() {
-        return Err(Error::new(ErrorKind::InvalidInput, format!("topic {topic} has no partitions (does it exist?)")));
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("topic {topic} has no partitions (does it exist?)"),
+        ));
     }
     let mut tpl = TopicPartitionList::new();
     let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
@@ -252,17 +286,23 @@ pub fn read_topic(brokers: &str, topic: &str, timeout: Duration) -> Result<Vec<S
     if ends.is_empty() {
         return Ok(out);
     }
-    c.assign(&tpl).map_err(kafka_err(format!("assign {topic}")))?;
+    c.assign(&tpl)
+        .map_err(kafka_err(format!("assign {topic}")))?;
     let deadline = Instant::now() + timeout;
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-    while ends.iter().any(|(p, high)| next.get(p).copied().unwrap_or(i64::MIN) < *high) {
+    while ends
+        .iter()
+        .any(|(p, high)| next.get(p).copied().unwrap_or(i64::MIN) < *high)
+    {
         if Instant::now() > deadline {
             return Err(Error::new(
                 ErrorKind::Io,
                 format!("reading {topic}: timed out after {timeout:?} at {next:?}, ends {ends:?}"),
             ));
         }
-        let Some(m) = c.poll(Duration::from_millis(200)) else { continue };
+        let Some(m) = c.poll(Duration::from_millis(200)) else {
+            continue;
+        };
         let m = m.map_err(kafka_err(format!("consume {topic}")))?;
         let ts = match m.timestamp() {
             Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
@@ -291,7 +331,10 @@ pub fn consume_esm_batches(
     source: EsmSource,
 ) -> Result<Vec<Value>> {
     let records = read_topic(brokers, topic, Duration::from_secs(60))?;
-    Ok(records.chunks(max_records.max(1)).map(|c| esm_event(c, source, brokers)).collect())
+    Ok(records
+        .chunks(max_records.max(1))
+        .map(|c| esm_event(c, source, brokers))
+        .collect())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -311,7 +354,9 @@ pub enum EsmSource {
 pub fn esm_event(records: &[SourceRecord], source: EsmSource, bootstrap_servers: &str) -> Value {
     let mut map: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for r in records {
-        map.entry(format!("{}-{}", r.topic, r.partition)).or_default().push(esm_record(r));
+        map.entry(format!("{}-{}", r.topic, r.partition))
+            .or_default()
+            .push(esm_record(r));
     }
     let mut ev = serde_json::Map::new();
     match source {
@@ -357,14 +402,19 @@ pub struct MockBroker {
 impl MockBroker {
     /// Starts a one-broker cluster with `topic` of `partitions` partitions.
     pub fn start(topic: &str, partitions: i32) -> Result<Self> {
-        let cluster = MockCluster::new(1).map_err(kafka_err("start the in-process Kafka mock cluster"))?;
-        cluster.create_topic(topic, partitions, 1).map_err(kafka_err(format!("create mock topic {topic}")))?;
+        let cluster =
+            MockCluster::new(1).map_err(kafka_err("start the in-process Kafka mock cluster"))?;
+        cluster
+            .create_topic(topic, partitions, 1)
+            .map_err(kafka_err(format!("create mock topic {topic}")))?;
         Ok(Self { cluster })
     }
 
     /// Adds a topic.
     pub fn create_topic(&self, topic: &str, partitions: i32) -> Result<()> {
-        self.cluster.create_topic(topic, partitions, 1).map_err(kafka_err(format!("create mock topic {topic}")))
+        self.cluster
+            .create_topic(topic, partitions, 1)
+            .map_err(kafka_err(format!("create mock topic {topic}")))
     }
 
     /// `bootstrap.servers` for producers and consumers.
@@ -385,8 +435,13 @@ pub struct KafkaDeadLetters {
 
 impl KafkaDeadLetters {
     pub fn new(brokers: &str, topic: impl Into<String>) -> Result<Self> {
-        let producer = producer_config(brokers).create().map_err(kafka_err(format!("kafka producer for {brokers}")))?;
-        Ok(Self { producer, topic: topic.into() })
+        let producer = producer_config(brokers)
+            .create()
+            .map_err(kafka_err(format!("kafka producer for {brokers}")))?;
+        Ok(Self {
+            producer,
+            topic: topic.into(),
+        })
     }
 }
 
@@ -396,13 +451,15 @@ impl DeadLetterStore for KafkaDeadLetters {
         let bodies: Vec<Vec<u8>> = batch
             .iter()
             .map(|d| {
-                serde_json::to_vec(d)
-                    .map_err(|e| Error::new(ErrorKind::Internal, "serialize a dead letter").with_source(e))
+                serde_json::to_vec(d).map_err(|e| {
+                    Error::new(ErrorKind::Internal, "serialize a dead letter").with_source(e)
+                })
             })
             .collect::<Result<_>>()?;
         let mut pending = Vec::with_capacity(batch.len());
         for (d, body) in batch.iter().zip(&bodies) {
-            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic).payload(body.as_slice());
+            let mut rec: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&self.topic).payload(body.as_slice());
             if let Some(k) = &d.key {
                 rec = rec.key(k.as_slice());
             }
@@ -426,9 +483,18 @@ mod tests {
 
     #[test]
     fn key_is_data_field_else_entity_id() {
-        assert_eq!(envelope_key(br#"{"entity_id":"e","data":{"order_id":"o"}}"#, "order_id").as_deref(), Some("o"));
-        assert_eq!(envelope_key(br#"{"entity_id":"e","data":{"order_id":7}}"#, "order_id").as_deref(), Some("7"));
-        assert_eq!(envelope_key(br#"{"entity_id":"e","data":{}}"#, "order_id").as_deref(), Some("e"));
+        assert_eq!(
+            envelope_key(br#"{"entity_id":"e","data":{"order_id":"o"}}"#, "order_id").as_deref(),
+            Some("o")
+        );
+        assert_eq!(
+            envelope_key(br#"{"entity_id":"e","data":{"order_id":7}}"#, "order_id").as_deref(),
+            Some("7")
+        );
+        assert_eq!(
+            envelope_key(br#"{"entity_id":"e","data":{}}"#, "order_id").as_deref(),
+            Some("e")
+        );
         assert_eq!(envelope_key(b"not json", "order_id"), None);
     }
 
@@ -450,7 +516,12 @@ mod tests {
         assert_eq!(ev["records"]["t-0"][0]["headers"], json!([]));
         let ev = esm_event(&[r(0, 0)], EsmSource::Msk, "b:1");
         assert_eq!(ev["eventSource"], "aws:kafka");
-        assert!(ev["eventSourceArn"].as_str().unwrap().starts_with("arn:aws:kafka:"));
+        assert!(
+            ev["eventSourceArn"]
+                .as_str()
+                .unwrap()
+                .starts_with("arn:aws:kafka:")
+        );
     }
 
     #[tokio::test]
@@ -459,17 +530,26 @@ mod tests {
         let b = MockBroker::start(topic, 3).unwrap();
         let brokers = b.bootstrap_servers();
         let p = Producer::new(&brokers).unwrap();
-        let text = b"{\"entity_id\":\"a\"}\n{\"entity_id\":\"b\"}\nnot json\n\n{\"entity_id\":\"a\"}\n";
-        let rep = p.produce_jsonl(topic, text, |l| envelope_key(l, "order_id")).await.unwrap();
+        let text =
+            b"{\"entity_id\":\"a\"}\n{\"entity_id\":\"b\"}\nnot json\n\n{\"entity_id\":\"a\"}\n";
+        let rep = p
+            .produce_jsonl(topic, text, |l| envelope_key(l, "order_id"))
+            .await
+            .unwrap();
         assert_eq!(rep.produced, 4);
         let brokers2 = brokers.clone();
-        let got = tokio::task::spawn_blocking(move || read_topic(&brokers2, topic, Duration::from_secs(30)))
-            .await
-            .unwrap()
-            .unwrap();
+        let got = tokio::task::spawn_blocking(move || {
+            read_topic(&brokers2, topic, Duration::from_secs(30))
+        })
+        .await
+        .unwrap()
+        .unwrap();
         assert_eq!(got.len(), 4);
         // Same key, same partition, in order.
-        let a: Vec<&SourceRecord> = got.iter().filter(|r| r.key.as_deref() == Some(&b"a"[..])).collect();
+        let a: Vec<&SourceRecord> = got
+            .iter()
+            .filter(|r| r.key.as_deref() == Some(&b"a"[..]))
+            .collect();
         assert_eq!(a.len(), 2);
         assert_eq!(a[0].partition, a[1].partition);
         assert!(a[0].offset < a[1].offset);

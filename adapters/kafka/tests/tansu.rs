@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use refold_kafka::{EsmSource, Producer, consume_esm_batches, create_topic, envelope_key, read_topic};
+use refold_kafka::{
+    EsmSource, Producer, consume_esm_batches, create_topic, envelope_key, read_topic,
+};
 
 fn brokers() -> String {
     match std::env::var("REFOLD_KAFKA_BROKERS") {
@@ -35,18 +37,30 @@ async fn produce_then_consume_as_esm_batches() {
     let topic = format!("refold.test.{}", uuid::Uuid::new_v4().simple());
     create_topic(&brokers, &topic, 3).await.unwrap();
     let text = orders();
-    let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)).collect();
+    let lines: Vec<&[u8]> = text
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .collect();
 
     let producer = Producer::new(&brokers).unwrap();
-    let report = producer.produce_jsonl(&topic, &text, |l| envelope_key(l, "order_id")).await.unwrap();
+    let report = producer
+        .produce_jsonl(&topic, &text, |l| envelope_key(l, "order_id"))
+        .await
+        .unwrap();
     assert_eq!(report.produced, lines.len());
-    assert!(report.partitions.len() > 1, "keys spread over partitions: {:?}", report.partitions);
+    assert!(
+        report.partitions.len() > 1,
+        "keys spread over partitions: {:?}",
+        report.partitions
+    );
 
     let (b, t) = (brokers.clone(), topic.clone());
-    let batches = tokio::task::spawn_blocking(move || consume_esm_batches(&b, &t, 500, EsmSource::SelfManaged))
-        .await
-        .unwrap()
-        .unwrap();
+    let batches = tokio::task::spawn_blocking(move || {
+        consume_esm_batches(&b, &t, 500, EsmSource::SelfManaged)
+    })
+    .await
+    .unwrap()
+    .unwrap();
     assert!(batches.len() >= lines.len() / 500);
 
     // Every line comes back exactly once; per partition, offsets increase across batches;
@@ -61,13 +75,23 @@ async fn produce_then_consume_as_esm_batches() {
                 let p = r["partition"].as_i64().unwrap();
                 assert_eq!(map_key, &format!("{topic}-{p}"));
                 let o = r["offset"].as_i64().unwrap();
-                assert!(last.get(&p).is_none_or(|prev| o > *prev), "offsets increase in partition {p}");
+                assert!(
+                    last.get(&p).is_none_or(|prev| o > *prev),
+                    "offsets increase in partition {p}"
+                );
                 last.insert(p, o);
                 let value = STANDARD.decode(r["value"].as_str().unwrap()).unwrap();
                 if let Some(k) = r["key"].as_str() {
                     let k = String::from_utf8(STANDARD.decode(k).unwrap()).unwrap();
-                    assert_eq!(envelope_key(&value, "order_id").as_deref(), Some(k.as_str()));
-                    assert_eq!(*key_partition.entry(k).or_insert(p), p, "one key, one partition");
+                    assert_eq!(
+                        envelope_key(&value, "order_id").as_deref(),
+                        Some(k.as_str())
+                    );
+                    assert_eq!(
+                        *key_partition.entry(k).or_insert(p),
+                        p,
+                        "one key, one partition"
+                    );
                 }
                 assert!(r["timestamp"].as_i64().unwrap() > 0);
                 seen.push(value);
@@ -82,6 +106,9 @@ async fn produce_then_consume_as_esm_batches() {
 
     // The plain reader agrees.
     let (b, t) = (brokers.clone(), topic.clone());
-    let records = tokio::task::spawn_blocking(move || read_topic(&b, &t, Duration::from_secs(60))).await.unwrap().unwrap();
+    let records = tokio::task::spawn_blocking(move || read_topic(&b, &t, Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(records.len(), lines.len());
 }

@@ -16,9 +16,15 @@ use refold::error::{Error, ErrorKind, Result};
 
 /// Where the dead letters go, from `REFOLD_DEAD_LETTER` (or next to a local warehouse).
 pub async fn dead_letters_from_env() -> Result<Arc<dyn DeadLetterStore>> {
-    let target = match std::env::var("REFOLD_DEAD_LETTER").ok().filter(|v| !v.is_empty()) {
+    let target = match std::env::var("REFOLD_DEAD_LETTER")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
         Some(t) => t,
-        None => match std::env::var("REFOLD_WAREHOUSE").ok().filter(|w| !w.is_empty() && !w.contains("://")) {
+        None => match std::env::var("REFOLD_WAREHOUSE")
+            .ok()
+            .filter(|w| !w.is_empty() && !w.contains("://"))
+        {
             Some(w) => format!("{}/dead-letters", w.trim_end_matches('/')),
             None => {
                 return Err(Error::new(
@@ -38,7 +44,10 @@ pub async fn dead_letters_at(target: &str) -> Result<Arc<dyn DeadLetterStore>> {
     } else if let Some(path) = target.strip_prefix("file://") {
         Ok(Arc::new(LocalDeadLetters::new(path)))
     } else if target.contains("://") {
-        Err(Error::new(ErrorKind::Config, format!("dead letters: unsupported URL `{target}` (a folder or s3://)")))
+        Err(Error::new(
+            ErrorKind::Config,
+            format!("dead letters: unsupported URL `{target}` (a folder or s3://)"),
+        ))
     } else {
         Ok(Arc::new(LocalDeadLetters::new(target)))
     }

@@ -47,25 +47,51 @@ impl EsmBatch {
 
     /// The topic of a partition of this batch (a batch holds one topic in practice).
     pub fn topic_of(&self, partition: i32) -> Option<&str> {
-        self.partition_keys.keys().find(|(_, p)| *p == partition).map(|(t, _)| t.as_str())
+        self.partition_keys
+            .keys()
+            .find(|(_, p)| *p == partition)
+            .map(|(t, _)| t.as_str())
     }
+}
+
+/// An ESM event from its JSON (as the Lambda runtime would deserialize it).
+pub fn parse_event(json: serde_json::Value) -> Result<KafkaEvent> {
+    serde_json::from_value(json).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            "not a Kafka event source mapping event",
+        )
+        .with_source(e)
+    })
 }
 
 /// Decodes an ESM event. `pipeline` names the pipeline in dead letters.
 pub fn decode(event: &KafkaEvent, pipeline: &str) -> Result<EsmBatch> {
-    let mut batch = EsmBatch { event_source: event.event_source.clone(), ..EsmBatch::default() };
+    let mut batch = EsmBatch {
+        event_source: event.event_source.clone(),
+        ..EsmBatch::default()
+    };
     for (map_key, records) in &event.records {
         for r in records {
             let topic = match &r.topic {
                 Some(t) if !t.is_empty() => t.clone(),
                 _ => topic_from_map_key(map_key, r.partition).ok_or_else(|| {
-                    Error::new(ErrorKind::InvalidInput, format!("ESM record without topic under key `{map_key}`"))
+                    Error::new(
+                        ErrorKind::InvalidInput,
+                        format!("ESM record without topic under key `{map_key}`"),
+                    )
                 })?,
             };
             let partition = i32::try_from(r.partition).map_err(|_| {
-                Error::new(ErrorKind::InvalidInput, format!("ESM partition {} out of range", r.partition))
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("ESM partition {} out of range", r.partition),
+                )
             })?;
-            batch.partition_keys.entry((topic.clone(), partition)).or_insert_with(|| map_key.clone());
+            batch
+                .partition_keys
+                .entry((topic.clone(), partition))
+                .or_insert_with(|| map_key.clone());
             match decode_record(r, &topic, partition) {
                 Ok(rec) => batch.records.push(rec),
                 Err((field, text)) => batch.dead_letters.push(DeadLetter {
@@ -82,7 +108,9 @@ pub fn decode(event: &KafkaEvent, pipeline: &str) -> Result<EsmBatch> {
             }
         }
     }
-    batch.records.sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
+    batch
+        .records
+        .sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
     batch
         .dead_letters
         .sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
@@ -103,7 +131,11 @@ fn topic_from_map_key(key: &str, partition: i64) -> Option<String> {
 }
 
 /// Err((field, undecoded value text)) when key or value is not base64.
-fn decode_record(r: &KafkaRecord, topic: &str, partition: i32) -> std::result::Result<SourceRecord, (&'static str, String)> {
+fn decode_record(
+    r: &KafkaRecord,
+    topic: &str,
+    partition: i32,
+) -> std::result::Result<SourceRecord, (&'static str, String)> {
     let raw_value = r.value.clone().unwrap_or_default();
     let key = match r.key.as_deref() {
         None => None,
@@ -111,7 +143,9 @@ fn decode_record(r: &KafkaRecord, topic: &str, partition: i32) -> std::result::R
     };
     let value = match r.value.as_deref() {
         None => Vec::new(), // a tombstone: not an envelope, the core dead-letters it as bad JSON
-        Some(v) => STANDARD.decode(v).map_err(|_| ("value", raw_value.clone()))?,
+        Some(v) => STANDARD
+            .decode(v)
+            .map_err(|_| ("value", raw_value.clone()))?,
     };
     Ok(SourceRecord {
         topic: topic.to_owned(),
@@ -165,11 +199,16 @@ impl KafkaBatchResponse {
             .map(|(p, offset)| {
                 let topic = batch.topic_of(*p).unwrap_or_default().to_owned();
                 KafkaBatchItemFailure {
-                    item_identifier: KafkaItemIdentifier { partition: batch.partition_key(&topic, *p), offset: *offset },
+                    item_identifier: KafkaItemIdentifier {
+                        partition: batch.partition_key(&topic, *p),
+                        offset: *offset,
+                    },
                 }
             })
             .collect();
-        Self { batch_item_failures }
+        Self {
+            batch_item_failures,
+        }
     }
 
     pub fn is_success(&self) -> bool {
@@ -187,7 +226,13 @@ mod tests {
         STANDARD.encode(s)
     }
 
-    fn rec(topic: &str, p: i64, o: i64, key: Option<String>, value: Option<String>) -> serde_json::Value {
+    fn rec(
+        topic: &str,
+        p: i64,
+        o: i64,
+        key: Option<String>,
+        value: Option<String>,
+    ) -> serde_json::Value {
         json!({"topic": topic, "partition": p, "offset": o, "timestamp": 1_770_000_000_000i64 + o,
                "timestampType": "CREATE_TIME", "key": key, "value": value,
                "headers": [{"h": [104, -1]}]})
@@ -220,17 +265,34 @@ mod tests {
         for source in ["aws:kafka", "SelfManagedKafka"] {
             let b = decode(&event(source), "p").unwrap();
             assert_eq!(b.event_source.as_deref(), Some(source));
-            let order: Vec<(i32, i64)> = b.records.iter().map(|r| (r.partition, r.offset)).collect();
+            let order: Vec<(i32, i64)> =
+                b.records.iter().map(|r| (r.partition, r.offset)).collect();
             assert_eq!(order, vec![(0, 5), (1, 0), (2, 10), (2, 11)]);
             assert_eq!(b.received(), 6);
             assert_eq!(b.records[2].value, b"{\"a\":1}");
             assert_eq!(b.records[2].key.as_deref(), Some(&b"k2"[..]));
             let ts = b.records[2].timestamp_ms.unwrap();
-            assert!((1_770_000_000_009..=1_770_000_000_010).contains(&ts), "{ts} (1 ms truncation upstream)");
+            assert!(
+                (1_770_000_000_009..=1_770_000_000_010).contains(&ts),
+                "{ts} (1 ms truncation upstream)"
+            );
             assert_eq!(b.records[0].key, None);
-            assert!(b.records[1].value.is_empty(), "a tombstone has an empty value");
-            let dl: Vec<_> = b.dead_letters.iter().map(|d| (d.partition, d.offset, d.kind)).collect();
-            assert_eq!(dl, vec![(0, 6, DeadLetterKind::BadBase64), (0, 7, DeadLetterKind::BadBase64)]);
+            assert!(
+                b.records[1].value.is_empty(),
+                "a tombstone has an empty value"
+            );
+            let dl: Vec<_> = b
+                .dead_letters
+                .iter()
+                .map(|d| (d.partition, d.offset, d.kind))
+                .collect();
+            assert_eq!(
+                dl,
+                vec![
+                    (0, 6, DeadLetterKind::BadBase64),
+                    (0, 7, DeadLetterKind::BadBase64)
+                ]
+            );
             assert_eq!(b.dead_letters[0].raw, b"not*base64!");
             assert_eq!(b.dead_letters[0].key.as_deref(), Some(&b"k0"[..]));
             assert!(b.dead_letters[0].reason.contains("value"));
@@ -252,9 +314,17 @@ mod tests {
 
     #[test]
     fn empty_event_is_an_empty_batch() {
-        let b = decode(&serde_json::from_value(json!({"eventSource": "aws:kafka", "records": {}})).unwrap(), "p").unwrap();
+        let b = decode(
+            &serde_json::from_value(json!({"eventSource": "aws:kafka", "records": {}})).unwrap(),
+            "p",
+        )
+        .unwrap();
         assert_eq!(b.received(), 0);
-        let b = decode(&serde_json::from_value(json!({"eventSource": "aws:kafka"})).unwrap(), "p").unwrap();
+        let b = decode(
+            &serde_json::from_value(json!({"eventSource": "aws:kafka"})).unwrap(),
+            "p",
+        )
+        .unwrap();
         assert_eq!(b.received(), 0);
     }
 
@@ -269,6 +339,9 @@ mod tests {
                 {"itemIdentifier": {"partition": "domain.orders.events-2", "offset": 11}}
             ]})
         );
-        assert_eq!(serde_json::to_value(KafkaBatchResponse::success()).unwrap(), json!({"batchItemFailures": []}));
+        assert_eq!(
+            serde_json::to_value(KafkaBatchResponse::success()).unwrap(),
+            json!({"batchItemFailures": []})
+        );
     }
 }

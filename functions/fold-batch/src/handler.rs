@@ -6,8 +6,8 @@
 
 use std::time::Instant;
 
-use aws_lambda_events::event::kafka::KafkaEvent;
 use crate::process::{BatchProcessor, BatchReport};
+use aws_lambda_events::event::kafka::KafkaEvent;
 use refold::error::Result;
 
 use crate::esm::{self, KafkaBatchResponse};
@@ -30,6 +30,16 @@ impl FoldBatch {
     /// Handles one event; an `Err` makes Lambda retry the whole batch (only for failures that
     /// are not the records' fault: storage, catalog, a lost commit race that kept losing).
     pub async fn handle(&self, event: &KafkaEvent) -> Result<KafkaBatchResponse> {
+        self.handle_with_report(event)
+            .await
+            .map(|(response, _)| response)
+    }
+
+    /// [`FoldBatch::handle`], also returning what the batch did (for the demo and tests).
+    pub async fn handle_with_report(
+        &self,
+        event: &KafkaEvent,
+    ) -> Result<(KafkaBatchResponse, BatchReport)> {
         let pipeline = self.processor.pipeline_name().to_owned();
         let t0 = Instant::now();
         let batch = esm::decode(event, &pipeline)?;
@@ -84,6 +94,6 @@ impl FoldBatch {
             batch_item_failures = response.batch_item_failures.len(),
             "batch done"
         );
-        Ok(response)
+        Ok((response, report))
     }
 }

@@ -14,7 +14,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let handler = Arc::new(FoldBatch::new(processor));
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<KafkaEvent>| {
         let h = Arc::clone(&handler);
-        async move { h.handle(&ev.payload).await.map_err(lambda_runtime::Error::from) }
+        async move {
+            h.handle(&ev.payload)
+                .await
+                .map_err(lambda_runtime::Error::from)
+        }
     }))
     .await
 }

@@ -40,9 +40,20 @@ impl BatchMetrics {
             ("already_applied", self.already_applied),
             ("deferred", self.deferred),
         ];
-        let times = [("decode_ms", self.decode_ms), ("fold_ms", self.fold_ms), ("commit_ms", self.commit_ms)];
-        let mut defs: Vec<Value> = counts.iter().map(|(n, _)| json!({"Name": n, "Unit": "Count"})).collect();
-        defs.extend(times.iter().map(|(n, _)| json!({"Name": n, "Unit": "Milliseconds"})));
+        let times = [
+            ("decode_ms", self.decode_ms),
+            ("fold_ms", self.fold_ms),
+            ("commit_ms", self.commit_ms),
+        ];
+        let mut defs: Vec<Value> = counts
+            .iter()
+            .map(|(n, _)| json!({"Name": n, "Unit": "Count"}))
+            .collect();
+        defs.extend(
+            times
+                .iter()
+                .map(|(n, _)| json!({"Name": n, "Unit": "Milliseconds"})),
+        );
         let mut doc = serde_json::Map::new();
         if self.lag_ms.is_some() {
             defs.push(json!({"Name": "lag_ms", "Unit": "Milliseconds"}));
@@ -88,11 +99,23 @@ mod tests {
 
     #[test]
     fn emf_document_declares_every_metric_it_carries() {
-        let m = BatchMetrics { pipeline: "p".into(), events: 10, keys: 3, dead_letters: 1, lag_ms: Some(5), ..Default::default() };
+        let m = BatchMetrics {
+            pipeline: "p".into(),
+            events: 10,
+            keys: 3,
+            dead_letters: 1,
+            lag_ms: Some(5),
+            ..Default::default()
+        };
         let v = m.emf(1_700_000_000_000);
-        let defs = v["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap();
+        let defs = v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap();
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "refold");
-        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["pipeline"]]));
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["pipeline"]])
+        );
         for d in defs {
             let name = d["Name"].as_str().unwrap();
             assert!(v.get(name).is_some(), "metric {name} has a value");

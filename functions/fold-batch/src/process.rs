@@ -14,7 +14,9 @@ use refold::dead_letter::{DeadLetter, DeadLetterStore};
 use refold::error::{Error, ErrorKind, Result};
 use refold::pipeline::ErrorPolicy;
 use refold::record::SourceRecord;
-use refold::table::{CatalogConfig, FoldedBatch, StateColumns, StateRow, StateTable, TableConfig, TableIdentity};
+use refold::table::{
+    CatalogConfig, FoldedBatch, StateColumns, StateRow, StateTable, TableConfig, TableIdentity,
+};
 
 /// What one batch did.
 #[derive(Debug, Default, Clone)]
@@ -51,12 +53,17 @@ pub fn table_config(cp: &CompiledPipeline, catalog: CatalogConfig) -> Result<Tab
         .find(|s| s.input.as_deref().is_none_or(|i| i == t.name))
         .ok_or_else(|| Error::new(ErrorKind::Config, "the pipeline has no sink"))?;
     let columns = match t.state_type.as_deref().and_then(|n| p.state_types.get(n)) {
-        Some(st) => StateColumns::Typed(st.columns.iter().map(|c| (c.name.clone(), c.ty)).collect()),
+        Some(st) => {
+            StateColumns::Typed(st.columns.iter().map(|c| (c.name.clone(), c.ty)).collect())
+        }
         None => StateColumns::Json,
     };
     Ok(TableConfig {
         catalog,
-        table: TableIdentity { namespace: sink.table.namespace.clone(), name: sink.table.name.clone() },
+        table: TableIdentity {
+            namespace: sink.table.namespace.clone(),
+            name: sink.table.name.clone(),
+        },
         key_field: cp.key_field.clone(),
         columns,
         topic: source.topic.clone(),
@@ -70,8 +77,15 @@ pub fn catalog_from_env() -> Result<CatalogConfig> {
     let warehouse = std::env::var("REFOLD_WAREHOUSE")
         .ok()
         .filter(|w| !w.is_empty())
-        .ok_or_else(|| Error::new(ErrorKind::Config, "REFOLD_WAREHOUSE is not set (a folder or s3://bucket/prefix)"))?;
-    let uri = std::env::var("REFOLD_CATALOG_URI").ok().filter(|u| !u.is_empty());
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                "REFOLD_WAREHOUSE is not set (a folder or s3://bucket/prefix)",
+            )
+        })?;
+    let uri = std::env::var("REFOLD_CATALOG_URI")
+        .ok()
+        .filter(|u| !u.is_empty());
     if !warehouse.contains("://") && uri.is_none() {
         return CatalogConfig::embedded(std::path::Path::new(&warehouse));
     }
@@ -79,8 +93,9 @@ pub fn catalog_from_env() -> Result<CatalogConfig> {
     let warehouse = if warehouse.contains("://") {
         warehouse
     } else {
-        let abs = std::path::absolute(&warehouse)
-            .map_err(|e| Error::new(ErrorKind::Config, format!("warehouse {warehouse}")).with_source(e))?;
+        let abs = std::path::absolute(&warehouse).map_err(|e| {
+            Error::new(ErrorKind::Config, format!("warehouse {warehouse}")).with_source(e)
+        })?;
         format!("file://{}", abs.display())
     };
     let mut storage = refold::table::StorageConfig::default();
@@ -92,17 +107,31 @@ pub fn catalog_from_env() -> Result<CatalogConfig> {
     storage.s3_access_key_id = std::env::var("AWS_ACCESS_KEY_ID").ok();
     storage.s3_secret_access_key = std::env::var("AWS_SECRET_ACCESS_KEY").ok();
     storage.s3_session_token = std::env::var("AWS_SESSION_TOKEN").ok();
-    Ok(CatalogConfig::Sql { uri, warehouse, catalog_name: refold::table::DEFAULT_CATALOG_NAME.to_string(), storage })
+    Ok(CatalogConfig::Sql {
+        uri,
+        warehouse,
+        catalog_name: refold::table::DEFAULT_CATALOG_NAME.to_string(),
+        storage,
+    })
 }
 
 /// The pipeline from `REFOLD_PIPELINE` (a path) or `REFOLD_PIPELINE_INLINE` (the YAML).
 pub fn pipeline_from_env() -> Result<CompiledPipeline> {
-    let loaded = if let Some(yaml) = std::env::var("REFOLD_PIPELINE_INLINE").ok().filter(|y| !y.is_empty()) {
+    let loaded = if let Some(yaml) = std::env::var("REFOLD_PIPELINE_INLINE")
+        .ok()
+        .filter(|y| !y.is_empty())
+    {
         refold::pipeline::parse(&yaml, "REFOLD_PIPELINE_INLINE", &|k| std::env::var(k).ok())
     } else {
-        let path = std::env::var("REFOLD_PIPELINE").ok().filter(|p| !p.is_empty()).ok_or_else(|| {
-            Error::new(ErrorKind::Config, "set REFOLD_PIPELINE (a pipeline file) or REFOLD_PIPELINE_INLINE")
-        })?;
+        let path = std::env::var("REFOLD_PIPELINE")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    "set REFOLD_PIPELINE (a pipeline file) or REFOLD_PIPELINE_INLINE",
+                )
+            })?;
         refold::pipeline::load(std::path::Path::new(&path))?
     };
     for w in loaded.warnings() {
@@ -112,12 +141,24 @@ pub fn pipeline_from_env() -> Result<CompiledPipeline> {
 }
 
 impl BatchProcessor {
-    pub fn new(cp: CompiledPipeline, table: StateTable, dead_letters: Arc<dyn DeadLetterStore>) -> Self {
-        Self { cp, table, dead_letters }
+    pub fn new(
+        cp: CompiledPipeline,
+        table: StateTable,
+        dead_letters: Arc<dyn DeadLetterStore>,
+    ) -> Self {
+        Self {
+            cp,
+            table,
+            dead_letters,
+        }
     }
 
     /// Opens (or creates) the pipeline's state table in `catalog`.
-    pub async fn open(cp: CompiledPipeline, catalog: CatalogConfig, dead_letters: Arc<dyn DeadLetterStore>) -> Result<Self> {
+    pub async fn open(
+        cp: CompiledPipeline,
+        catalog: CatalogConfig,
+        dead_letters: Arc<dyn DeadLetterStore>,
+    ) -> Result<Self> {
         let table = StateTable::open_or_create(table_config(&cp, catalog)?).await?;
         Ok(Self::new(cp, table, dead_letters))
     }
@@ -141,7 +182,11 @@ impl BatchProcessor {
 
     /// Folds a batch (records in (partition, offset) order; `early` are records that could
     /// not be decoded at all, e.g. bad base64) and merges it, one snapshot per partition.
-    pub async fn process(&self, records: Vec<SourceRecord>, early: Vec<DeadLetter>) -> Result<BatchReport> {
+    pub async fn process(
+        &self,
+        records: Vec<SourceRecord>,
+        early: Vec<DeadLetter>,
+    ) -> Result<BatchReport> {
         let policy = self.cp.on_error;
         let mut by_partition: BTreeMap<i32, (Vec<SourceRecord>, Vec<DeadLetter>)> = BTreeMap::new();
         for r in records {
@@ -155,7 +200,10 @@ impl BatchProcessor {
         for (p, (mut recs, early)) in by_partition {
             recs.sort_by_key(|r| r.offset);
             let committed0 = committed_now.get(&p).copied().unwrap_or(-1);
-            let mut counts = Counts { received: recs.len() + early.len(), ..Counts::default() };
+            let mut counts = Counts {
+                received: recs.len() + early.len(),
+                ..Counts::default()
+            };
             // Records that never decoded: counted here, cut the partition under `fail`.
             let mut early_live = Vec::new();
             for d in early {
@@ -189,12 +237,21 @@ impl BatchProcessor {
             }
             // The partition's end: after its last record, decoded or not (unless cut).
             let mut end = recs.last().map(|r| r.offset + 1).unwrap_or(i64::MIN);
-            if let Some(m) = early_live.iter().map(|d| d.offset + 1).max().or(skipped_end) {
+            if let Some(m) = early_live
+                .iter()
+                .map(|d| d.offset + 1)
+                .max()
+                .or(skipped_end)
+            {
                 end = end.max(m);
             }
             let prepared = prepare(&self.cp, &recs)?;
             let keys = prepared.row_ids();
-            let ends: BTreeMap<i32, i64> = if end == i64::MIN { BTreeMap::new() } else { BTreeMap::from([(p, end)]) };
+            let ends: BTreeMap<i32, i64> = if end == i64::MIN {
+                BTreeMap::new()
+            } else {
+                BTreeMap::from([(p, end)])
+            };
             let last: Mutex<Option<Folded>> = Mutex::new(None);
             let fold_time = Mutex::new(0f64);
             let t_merge = Instant::now();
@@ -203,32 +260,48 @@ impl BatchProcessor {
             } else {
                 Some(
                     self.table
-                        .merge_batch(p, &keys, |committed, priors: &HashMap<(String, String), StateRow>| {
-                            let t = Instant::now();
-                            let mut f = prepared.fold(&self.cp, priors, &|_| committed, &ends);
-                            if let Some(c) = cut {
-                                f.failed_at.entry(p).and_modify(|o| *o = (*o).min(c)).or_insert(c);
-                            }
-                            let next_offset = f.next_offsets.get(&p).copied().unwrap_or(committed);
-                            let next_offset = match cut {
-                                Some(c) => next_offset.min(c).max(committed),
-                                None => next_offset,
-                            };
-                            let out = FoldedBatch { rows: f.rows.clone(), next_offset, extra_summary: BTreeMap::new() };
-                            if let Ok(mut ft) = fold_time.lock() {
-                                *ft += t.elapsed().as_secs_f64() * 1e3;
-                            }
-                            if let Ok(mut l) = last.lock() {
-                                *l = Some(f);
-                            }
-                            Ok(out)
-                        })
+                        .merge_batch(
+                            p,
+                            &keys,
+                            |committed, priors: &HashMap<(String, String), StateRow>| {
+                                let t = Instant::now();
+                                let mut f = prepared.fold(&self.cp, priors, &|_| committed, &ends);
+                                if let Some(c) = cut {
+                                    f.failed_at
+                                        .entry(p)
+                                        .and_modify(|o| *o = (*o).min(c))
+                                        .or_insert(c);
+                                }
+                                let next_offset =
+                                    f.next_offsets.get(&p).copied().unwrap_or(committed);
+                                let next_offset = match cut {
+                                    Some(c) => next_offset.min(c).max(committed),
+                                    None => next_offset,
+                                };
+                                let out = FoldedBatch {
+                                    rows: f.rows.clone(),
+                                    next_offset,
+                                    extra_summary: BTreeMap::new(),
+                                };
+                                if let Ok(mut ft) = fold_time.lock() {
+                                    *ft += t.elapsed().as_secs_f64() * 1e3;
+                                }
+                                if let Ok(mut l) = last.lock() {
+                                    *l = Some(f);
+                                }
+                                Ok(out)
+                            },
+                        )
                         .await?,
                 )
             };
             let merge_ms = t_merge.elapsed().as_secs_f64() * 1e3;
             let fold_ms = fold_time.lock().map(|f| *f).unwrap_or(0.0);
-            let folded = last.lock().map(|mut l| l.take()).unwrap_or(None).unwrap_or_default();
+            let folded = last
+                .lock()
+                .map(|mut l| l.take())
+                .unwrap_or(None)
+                .unwrap_or_default();
             let c = folded.counts;
             // (An `already_applied` outcome means the fold found nothing at or after the
             // committed offset: its counts say so, and it has no dead letters.)
@@ -253,10 +326,17 @@ impl BatchProcessor {
                 report.failed_at.insert(fp, o);
             }
             if let Some(c) = cut {
-                report.failed_at.entry(p).and_modify(|o| *o = (*o).min(c)).or_insert(c);
+                report
+                    .failed_at
+                    .entry(p)
+                    .and_modify(|o| *o = (*o).min(c))
+                    .or_insert(c);
             }
             if !counts.balanced() {
-                return Err(Error::new(ErrorKind::Internal, format!("batch accounting, partition {p}: {counts:?}")));
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    format!("batch accounting, partition {p}: {counts:?}"),
+                ));
             }
             report.fold_ms += fold_ms;
             report.commit_ms += (merge_ms - fold_ms).max(0.0);

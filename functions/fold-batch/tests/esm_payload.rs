@@ -14,8 +14,11 @@ fn payload_decodes_to_every_line_plus_one_bad_base64() {
     assert!(ev.records.len() >= 3, "several partitions");
     let b = fold_batch::esm::decode(&ev, "order-events-pipeline").unwrap();
     let jsonl = common::orders_jsonl();
-    let mut lines: Vec<Vec<u8>> =
-        jsonl.split(|c| *c == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)).map(<[u8]>::to_vec).collect();
+    let mut lines: Vec<Vec<u8>> = jsonl
+        .split(|c| *c == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .map(<[u8]>::to_vec)
+        .collect();
     let mut got: Vec<Vec<u8>> = b.records.iter().map(|r| r.value.clone()).collect();
     assert_eq!(got.len(), lines.len());
     lines.sort();
@@ -23,7 +26,14 @@ fn payload_decodes_to_every_line_plus_one_bad_base64() {
     assert!(got == lines);
     assert_eq!(b.dead_letters.len(), 1);
     assert_eq!(b.dead_letters[0].kind, DeadLetterKind::BadBase64);
-    assert!(b.records.windows(2).all(|w| (w[0].partition, w[0].offset) < (w[1].partition, w[1].offset)));
+    assert!(
+        b.records
+            .windows(2)
+            .all(|w| (w[0].partition, w[0].offset) < (w[1].partition, w[1].offset))
+    );
     let size = std::fs::metadata(common::esm_payload_path()).unwrap().len();
-    assert!(size < 6 * 1024 * 1024, "under Lambda's 6 MB payload limit: {size}");
+    assert!(
+        size < 6 * 1024 * 1024,
+        "under Lambda's 6 MB payload limit: {size}"
+    );
 }

@@ -13,30 +13,74 @@ async fn esm_payload_folds_to_the_reference_and_redelivery_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let cp = common::compile_path(&common::seed_pipeline_path());
     let want = common::reference(&cp, &common::orders_jsonl());
-    let (p, dl) = common::processor(dir.path(), common::compile_path(&common::seed_pipeline_path())).await;
+    let (p, dl) = common::processor(
+        dir.path(),
+        common::compile_path(&common::seed_pipeline_path()),
+    )
+    .await;
     let h = FoldBatch::new(p);
     let ev = common::esm_payload();
 
     let resp = h.handle(&ev).await.unwrap();
-    assert!(resp.is_success(), "policy dead_letter: no batch item failures");
-    let rows = h.processor().table().current_rows(None, None).await.unwrap();
+    assert!(
+        resp.is_success(),
+        "policy dead_letter: no batch item failures"
+    );
+    let rows = h
+        .processor()
+        .table()
+        .current_rows(None, None)
+        .await
+        .unwrap();
     let got = common::comparable(&rows);
     assert_eq!(got.len(), want.len());
     assert!(got == want, "the table equals the reference fold");
 
     let dead = dl.read_all().await.unwrap();
-    assert_eq!(dead.iter().filter(|d| d.kind == DeadLetterKind::BadBase64).count(), 1);
-    assert!(dead.iter().any(|d| matches!(d.kind, DeadLetterKind::BadJson | DeadLetterKind::InvalidEnvelope)));
+    assert_eq!(
+        dead.iter()
+            .filter(|d| d.kind == DeadLetterKind::BadBase64)
+            .count(),
+        1
+    );
+    assert!(dead.iter().any(|d| matches!(
+        d.kind,
+        DeadLetterKind::BadJson | DeadLetterKind::InvalidEnvelope
+    )));
     let offsets = h.processor().table().committed_offsets().await.unwrap();
     assert_eq!(offsets.len(), 3, "every partition committed: {offsets:?}");
 
     // The same batch again (the trigger redelivers): nothing changes, nothing is dead-lettered twice.
-    let snapshots_before = h.processor().table().iceberg_table().await.unwrap().metadata().snapshots().count();
+    let snapshots_before = h
+        .processor()
+        .table()
+        .iceberg_table()
+        .await
+        .unwrap()
+        .metadata()
+        .snapshots()
+        .count();
     let resp = h.handle(&ev).await.unwrap();
     assert!(resp.is_success());
-    let rows2 = h.processor().table().current_rows(None, None).await.unwrap();
+    let rows2 = h
+        .processor()
+        .table()
+        .current_rows(None, None)
+        .await
+        .unwrap();
     assert!(common::comparable(&rows2) == want);
     assert_eq!(dl.read_all().await.unwrap().len(), dead.len());
-    let snapshots_after = h.processor().table().iceberg_table().await.unwrap().metadata().snapshots().count();
-    assert_eq!(snapshots_before, snapshots_after, "no new snapshot for an already-applied batch");
+    let snapshots_after = h
+        .processor()
+        .table()
+        .iceberg_table()
+        .await
+        .unwrap()
+        .metadata()
+        .snapshots()
+        .count();
+    assert_eq!(
+        snapshots_before, snapshots_after,
+        "no new snapshot for an already-applied batch"
+    );
 }

@@ -27,18 +27,32 @@ async fn produced_consumed_folded_equals_the_reference() {
     create_topic(&brokers, &topic, 3).await.unwrap();
     let jsonl = common::orders_jsonl();
     let producer = Producer::new(&brokers).unwrap();
-    let rep = producer.produce_jsonl(&topic, &jsonl, |l| envelope_key(l, "order_id")).await.unwrap();
-    assert!(rep.partitions.len() >= 2, "several partitions: {:?}", rep.partitions);
+    let rep = producer
+        .produce_jsonl(&topic, &jsonl, |l| envelope_key(l, "order_id"))
+        .await
+        .unwrap();
+    assert!(
+        rep.partitions.len() >= 2,
+        "several partitions: {:?}",
+        rep.partitions
+    );
 
     let (b, t) = (brokers.clone(), topic.clone());
-    let mut batches = tokio::task::spawn_blocking(move || consume_esm_batches(&b, &t, 700, EsmSource::SelfManaged))
-        .await
-        .unwrap()
-        .unwrap();
+    let mut batches = tokio::task::spawn_blocking(move || {
+        consume_esm_batches(&b, &t, 700, EsmSource::SelfManaged)
+    })
+    .await
+    .unwrap()
+    .unwrap();
     assert!(batches.len() >= 5);
     // A poison record: one more record at the end of some partition, value not base64.
     let last = batches.last_mut().unwrap();
-    let (pk, recs) = last["records"].as_object_mut().unwrap().iter_mut().next().unwrap();
+    let (pk, recs) = last["records"]
+        .as_object_mut()
+        .unwrap()
+        .iter_mut()
+        .next()
+        .unwrap();
     let pk = pk.clone();
     let recs = recs.as_array_mut().unwrap();
     let mut poison = recs.last().unwrap().clone();
@@ -66,12 +80,20 @@ async fn produced_consumed_folded_equals_the_reference() {
 
     let cp = common::compile_path(&common::seed_pipeline_path());
     let want = common::reference(&cp, &jsonl);
-    let rows = h.processor().table().current_rows(None, None).await.unwrap();
+    let rows = h
+        .processor()
+        .table()
+        .current_rows(None, None)
+        .await
+        .unwrap();
     let got = common::comparable(&rows);
     assert_eq!(got.len(), want.len());
     assert!(got == want, "the table equals the reference fold");
     let dead = dl.read_all().await.unwrap();
-    let bad: Vec<_> = dead.iter().filter(|d| d.kind == DeadLetterKind::BadBase64).collect();
+    let bad: Vec<_> = dead
+        .iter()
+        .filter(|d| d.kind == DeadLetterKind::BadBase64)
+        .collect();
     assert_eq!(bad.len(), 1);
     assert_eq!(format!("{}-{}", bad[0].topic, bad[0].partition), pk);
 }

@@ -40,21 +40,34 @@ async fn invoke_api_with_the_esm_payload_folds_to_the_reference() {
         let (status, body) = common::http_post(&url, &payload);
         assert_eq!(status, 200, "invoke #{attempt}: {body}");
         let resp: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(resp, serde_json::json!({"batchItemFailures": []}), "invoke #{attempt}");
+        assert_eq!(
+            resp,
+            serde_json::json!({"batchItemFailures": []}),
+            "invoke #{attempt}"
+        );
 
         // Read what the function wrote, with the same pipeline and catalog.
         let catalog = refold::table::CatalogConfig::embedded(&warehouse).unwrap();
         let dl = Arc::new(LocalDeadLetters::new(&dead_dir));
-        let p = fold_batch::process::BatchProcessor::open(common::compile_path(&common::seed_pipeline_path()), catalog, dl.clone())
-            .await
-            .unwrap();
+        let p = fold_batch::process::BatchProcessor::open(
+            common::compile_path(&common::seed_pipeline_path()),
+            catalog,
+            dl.clone(),
+        )
+        .await
+        .unwrap();
         let rows = p.table().current_rows(None, None).await.unwrap();
         let got = common::comparable(&rows);
         assert_eq!(got.len(), want.len(), "invoke #{attempt}");
-        assert!(got == want, "invoke #{attempt}: the table equals the reference fold");
+        assert!(
+            got == want,
+            "invoke #{attempt}: the table equals the reference fold"
+        );
         let dead = dl.read_all().await.unwrap();
         assert_eq!(
-            dead.iter().filter(|d| d.kind == DeadLetterKind::BadBase64).count(),
+            dead.iter()
+                .filter(|d| d.kind == DeadLetterKind::BadBase64)
+                .count(),
             1,
             "invoke #{attempt}: the bad-base64 record is dead-lettered once"
         );

@@ -97,7 +97,14 @@ fn poison_event() -> KafkaEvent {
     serde_json::from_value(ev).unwrap()
 }
 
-async fn run(policy: &str) -> (FoldBatch, fold_batch::esm::KafkaBatchResponse, std::sync::Arc<refold::dead_letter::LocalDeadLetters>, tempfile::TempDir) {
+async fn run(
+    policy: &str,
+) -> (
+    FoldBatch,
+    fold_batch::esm::KafkaBatchResponse,
+    std::sync::Arc<refold::dead_letter::LocalDeadLetters>,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().unwrap();
     let (p, dl) = common::processor(dir.path(), common::compile(&pipeline(policy))).await;
     let h = FoldBatch::new(p);
@@ -106,7 +113,9 @@ async fn run(policy: &str) -> (FoldBatch, fold_batch::esm::KafkaBatchResponse, s
 }
 
 fn states(rows: &[refold::table::StateRow]) -> BTreeMap<String, serde_json::Value> {
-    rows.iter().map(|r| (r.key.clone(), serde_json::Value::Object(r.state.clone()))).collect()
+    rows.iter()
+        .map(|r| (r.key.clone(), serde_json::Value::Object(r.state.clone())))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,12 +134,26 @@ async fn dead_letter_policy_sets_every_kind_aside_and_goes_on() {
             (5, DeadLetterKind::LimitExceeded),
         ]
     );
-    assert!(dead.iter().all(|d| d.pipeline == "poison-test" && d.partition == 0 && !d.reason.is_empty()));
+    assert!(
+        dead.iter()
+            .all(|d| d.pipeline == "poison-test" && d.partition == 0 && !d.reason.is_empty())
+    );
     assert_eq!(dead[0].raw, b"%%% not base64 %%%");
     assert_eq!(dead[1].raw, b"{not json");
-    let rows = h.processor().table().current_rows(None, None).await.unwrap();
-    assert_eq!(states(&rows), BTreeMap::from([("o1".into(), json!({"status": "confirmed", "amount": 10.5}))]));
-    assert_eq!(h.processor().table().committed_offsets().await.unwrap(), BTreeMap::from([(0, 7)]));
+    let rows = h
+        .processor()
+        .table()
+        .current_rows(None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        states(&rows),
+        BTreeMap::from([("o1".into(), json!({"status": "confirmed", "amount": 10.5}))])
+    );
+    assert_eq!(
+        h.processor().table().committed_offsets().await.unwrap(),
+        BTreeMap::from([(0, 7)])
+    );
 
     // Redelivered: all already applied, no new dead letters.
     let resp = h.handle(&poison_event()).await.unwrap();
@@ -143,9 +166,20 @@ async fn skip_policy_drops_poison_without_dead_letters() {
     let (h, resp, dl, _dir) = run("skip").await;
     assert!(resp.is_success());
     assert!(dl.read_all().await.unwrap().is_empty());
-    let rows = h.processor().table().current_rows(None, None).await.unwrap();
-    assert_eq!(states(&rows), BTreeMap::from([("o1".into(), json!({"status": "confirmed", "amount": 10.5}))]));
-    assert_eq!(h.processor().table().committed_offsets().await.unwrap(), BTreeMap::from([(0, 7)]));
+    let rows = h
+        .processor()
+        .table()
+        .current_rows(None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        states(&rows),
+        BTreeMap::from([("o1".into(), json!({"status": "confirmed", "amount": 10.5}))])
+    );
+    assert_eq!(
+        h.processor().table().committed_offsets().await.unwrap(),
+        BTreeMap::from([(0, 7)])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,29 +190,53 @@ async fn fail_policy_answers_batch_item_failures_from_the_first_poison() {
         json!({"batchItemFailures": [{"itemIdentifier": {"partition": format!("{TOPIC}-0"), "offset": 1}}]})
     );
     assert!(dl.read_all().await.unwrap().is_empty());
-    let rows = h.processor().table().current_rows(None, None).await.unwrap();
-    assert_eq!(states(&rows), BTreeMap::from([("o1".into(), json!({"status": "placed", "amount": 10.5}))]));
-    assert_eq!(h.processor().table().committed_offsets().await.unwrap(), BTreeMap::from([(0, 1)]));
+    let rows = h
+        .processor()
+        .table()
+        .current_rows(None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        states(&rows),
+        BTreeMap::from([("o1".into(), json!({"status": "placed", "amount": 10.5}))])
+    );
+    assert_eq!(
+        h.processor().table().committed_offsets().await.unwrap(),
+        BTreeMap::from([(0, 1)])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounting_holds_for_every_policy() {
-    for (policy, folded, dead, skipped, deferred) in
-        [("dead_letter", 2, 5, 0, 0), ("skip", 2, 0, 5, 0), ("fail", 1, 0, 0, 6)]
-    {
+    for (policy, folded, dead, skipped, deferred) in [
+        ("dead_letter", 2, 5, 0, 0),
+        ("skip", 2, 0, 5, 0),
+        ("fail", 1, 0, 0, 6),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let (p, _dl) = common::processor(dir.path(), common::compile(&pipeline(policy))).await;
         let b = fold_batch::esm::decode(&poison_event(), "poison-test").unwrap();
-        let r = p.process(b.records.clone(), b.dead_letters.clone()).await.unwrap();
+        let r = p
+            .process(b.records.clone(), b.dead_letters.clone())
+            .await
+            .unwrap();
         let c = r.counts;
         assert!(c.balanced(), "{policy}: {c:?}");
         assert_eq!(c.received, 7, "{policy}");
-        assert_eq!((c.folded, c.dead_lettered, c.skipped, c.deferred), (folded, dead, skipped, deferred), "{policy}: {c:?}");
+        assert_eq!(
+            (c.folded, c.dead_lettered, c.skipped, c.deferred),
+            (folded, dead, skipped, deferred),
+            "{policy}: {c:?}"
+        );
         // Again: everything the first run committed is already applied.
         let r2 = p.process(b.records, b.dead_letters).await.unwrap();
         assert!(r2.counts.balanced(), "{policy} again: {:?}", r2.counts);
         if policy != "fail" {
-            assert_eq!(r2.counts.already_applied, 7, "{policy} again: {:?}", r2.counts);
+            assert_eq!(
+                r2.counts.already_applied, 7,
+                "{policy} again: {:?}",
+                r2.counts
+            );
         }
     }
 }

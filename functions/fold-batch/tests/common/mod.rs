@@ -37,7 +37,13 @@ pub fn compile(yaml: &str) -> CompiledPipeline {
 /// The seed pipeline reads `${KAFKA_CONNECTION}`: tests give it a local value.
 pub fn compile_path(path: &Path) -> CompiledPipeline {
     let text = std::fs::read_to_string(path).unwrap();
-    let env = |k: &str| if k == "KAFKA_CONNECTION" { Some("127.0.0.1:9092".to_owned()) } else { std::env::var(k).ok() };
+    let env = |k: &str| {
+        if k == "KAFKA_CONNECTION" {
+            Some("127.0.0.1:9092".to_owned())
+        } else {
+            std::env::var(k).ok()
+        }
+    };
     let loaded = refold::pipeline::parse(&text, &path.display().to_string(), &env);
     CompiledPipeline::compile(loaded.into_pipeline().unwrap()).unwrap()
 }
@@ -48,7 +54,14 @@ pub type Comparable = BTreeMap<(String, String), (serde_json::Value, i64, String
 pub fn comparable<'a>(rows: impl IntoIterator<Item = &'a StateRow>) -> Comparable {
     rows.into_iter()
         .map(|r| {
-            ((r.tenant_id.clone(), r.key.clone()), (serde_json::Value::Object(r.state.clone()), r.events_folded, r.last_event_id.clone()))
+            (
+                (r.tenant_id.clone(), r.key.clone()),
+                (
+                    serde_json::Value::Object(r.state.clone()),
+                    r.events_folded,
+                    r.last_event_id.clone(),
+                ),
+            )
         })
         .collect()
 }
@@ -63,14 +76,26 @@ pub fn reference(cp: &CompiledPipeline, jsonl: &[u8]) -> Comparable {
 /// POSTs `body` to a URL with curl; (HTTP status, response body).
 pub fn http_post(url: &str, body: &Path) -> (u16, String) {
     let out = std::process::Command::new("curl")
-        .args(["-sS", "-X", "POST", "-H", "Content-Type: application/json", "--max-time", "300"])
+        .args([
+            "-sS",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--max-time",
+            "300",
+        ])
         .arg("--data-binary")
         .arg(format!("@{}", body.display()))
         .args(["-w", "\n%{http_code}"])
         .arg(url)
         .output()
         .expect("curl runs");
-    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let (body, code) = text.rsplit_once('\n').unwrap();
     (code.trim().parse().unwrap(), body.to_owned())
@@ -80,9 +105,16 @@ pub fn http_post(url: &str, body: &Path) -> (u16, String) {
 pub async fn processor(
     dir: &Path,
     cp: CompiledPipeline,
-) -> (fold_batch::process::BatchProcessor, std::sync::Arc<refold::dead_letter::LocalDeadLetters>) {
-    let dl = std::sync::Arc::new(refold::dead_letter::LocalDeadLetters::new(dir.join("dead-letters")));
+) -> (
+    fold_batch::process::BatchProcessor,
+    std::sync::Arc<refold::dead_letter::LocalDeadLetters>,
+) {
+    let dl = std::sync::Arc::new(refold::dead_letter::LocalDeadLetters::new(
+        dir.join("dead-letters"),
+    ));
     let catalog = refold::table::CatalogConfig::embedded(&dir.join("warehouse")).unwrap();
-    let p = fold_batch::process::BatchProcessor::open(cp, catalog, dl.clone()).await.unwrap();
+    let p = fold_batch::process::BatchProcessor::open(cp, catalog, dl.clone())
+        .await
+        .unwrap();
     (p, dl)
 }
