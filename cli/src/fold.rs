@@ -7,9 +7,24 @@ use anyhow::Context;
 use refold::batch::{CompiledPipeline, fold_in_memory};
 use refold::{pipeline, record};
 
-/// Loads a pipeline and fails with every problem listed when it is not valid.
+/// Loads a pipeline for a command that works offline (`fold`, `state`) and fails with every
+/// problem listed when it is not valid. Such commands never connect to the source, so an
+/// unset `${VAR}` is replaced by a marker (with a note) rather than stopping them;
+/// `refold validate` and the functions still require every variable.
 pub fn compile(path: &Path) -> anyhow::Result<CompiledPipeline> {
-    let loaded = pipeline::load(path)?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let unset = std::cell::RefCell::new(Vec::new());
+    let env = |name: &str| {
+        std::env::var(name).ok().or_else(|| {
+            unset.borrow_mut().push(name.to_owned());
+            Some(format!("<unset {name}>"))
+        })
+    };
+    let loaded = pipeline::parse(&text, &path.display().to_string(), &env);
+    for name in unset.borrow().iter() {
+        eprintln!("note: ${{{name}}} is not set; not needed offline");
+    }
     for problem in loaded.warnings() {
         eprintln!("{problem}");
     }
@@ -40,7 +55,13 @@ pub fn run(pipeline_path: &Path, events: &Path, batch_size: usize) -> anyhow::Re
     std::io::Write::flush(&mut out)?;
 
     for dl in &view.dead_letters {
-        eprintln!("{}:{}: {} ({})", events.display(), dl.offset + 1, dl.reason, dl.kind);
+        eprintln!(
+            "{}:{}: {} ({})",
+            events.display(),
+            dl.offset + 1,
+            dl.reason,
+            dl.kind
+        );
     }
     let c = view.counts;
     eprintln!(
@@ -49,7 +70,14 @@ pub fn run(pipeline_path: &Path, events: &Path, batch_size: usize) -> anyhow::Re
         c.folded,
         c.filtered,
         c.dead_lettered + c.skipped,
-        if c.deferred > 0 { format!(", {} not folded after a failure (on_error: fail)", c.deferred) } else { String::new() },
+        if c.deferred > 0 {
+            format!(
+                ", {} not folded after a failure (on_error: fail)",
+                c.deferred
+            )
+        } else {
+            String::new()
+        },
         view.rows.len()
     );
     Ok(ExitCode::SUCCESS)

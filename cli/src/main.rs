@@ -1,6 +1,8 @@
 //! `refold`: validate a pipeline, fold events in memory, read a state table, run the demo.
 
+mod demo;
 mod fold;
+mod state;
 mod validate;
 
 use std::path::PathBuf;
@@ -9,7 +11,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "refold", version, about = "Kafka domain events folded into Iceberg state tables, on AWS Lambda")]
+#[command(
+    name = "refold",
+    version,
+    about = "Kafka domain events folded into Iceberg state tables, on AWS Lambda"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,13 +38,64 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         batch_size: usize,
     },
+    /// Print the current rows of a pipeline's state table.
+    State {
+        pipeline: PathBuf,
+        /// The warehouse folder (embedded default: catalog.db and the tables in it).
+        #[arg(long, default_value = "warehouse")]
+        warehouse: PathBuf,
+        /// Only this key.
+        #[arg(long)]
+        key: Option<String>,
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// The whole path locally: events into an in-process Kafka, Kafka ESM batches through
+    /// the fold-batch handler, into a local Iceberg warehouse; then the view.
+    Demo {
+        #[arg(long, default_value = "pipelines/order-events-pipeline.yaml")]
+        pipeline: PathBuf,
+        #[arg(long, default_value = "events/orders.jsonl")]
+        events: PathBuf,
+        #[arg(long, default_value = "warehouse")]
+        warehouse: PathBuf,
+        /// Records per ESM batch.
+        #[arg(long, default_value_t = 1000)]
+        batch_size: usize,
+    },
 }
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate { pipeline } => validate::run(&pipeline),
-        Command::Fold { pipeline, events, batch_size } => fold::run(&pipeline, &events, batch_size),
+        Command::Fold {
+            pipeline,
+            events,
+            batch_size,
+        } => fold::run(&pipeline, &events, batch_size),
+        Command::State {
+            pipeline,
+            warehouse,
+            key,
+            tenant,
+        } => state::run(&pipeline, &warehouse, key.as_deref(), tenant.as_deref()).await,
+        Command::Demo {
+            pipeline,
+            events,
+            warehouse,
+            batch_size,
+        } => {
+            demo::run(demo::Options {
+                pipeline: &pipeline,
+                events: &events,
+                warehouse: &warehouse,
+                batch_size,
+            })
+            .await
+        }
     };
     match result {
         Ok(code) => code,

@@ -13,10 +13,18 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let errors = loaded.errors().count();
     if errors == 0 {
         let warnings = loaded.warnings().count();
-        println!("OK: {} ({warnings} warning{})", path.display(), if warnings == 1 { "" } else { "s" });
+        println!(
+            "OK: {} ({warnings} warning{})",
+            path.display(),
+            if warnings == 1 { "" } else { "s" }
+        );
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("{}: {errors} problem{}", path.display(), if errors == 1 { "" } else { "s" });
+        println!(
+            "{}: {errors} problem{}",
+            path.display(),
+            if errors == 1 { "" } else { "s" }
+        );
         Ok(ExitCode::FAILURE)
     }
 }

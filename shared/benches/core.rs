@@ -31,15 +31,25 @@ fn rate(budget: Duration, per_call: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
-    let seconds: f64 = std::env::var("REFOLD_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2.0);
+    let seconds: f64 = std::env::var("REFOLD_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2.0);
     let budget = Duration::from_secs_f64(seconds);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let text = std::fs::read_to_string(root.join("events/orders.jsonl")).expect("events/orders.jsonl");
-    let lines: Vec<&[u8]> =
-        text.lines().map(str::as_bytes).filter(|l| Envelope::decode(l).is_ok()).collect();
+    let text =
+        std::fs::read_to_string(root.join("events/orders.jsonl")).expect("events/orders.jsonl");
+    let lines: Vec<&[u8]> = text
+        .lines()
+        .map(str::as_bytes)
+        .filter(|l| Envelope::decode(l).is_ok())
+        .collect();
     let n = lines.len();
     let bytes: usize = lines.iter().map(|l| l.len()).sum();
-    println!("input: {n} envelopes from events/orders.jsonl, {} bytes each on average", bytes / n);
+    println!(
+        "input: {n} envelopes from events/orders.jsonl, {} bytes each on average",
+        bytes / n
+    );
 
     let baseline = rate(budget, n, || {
         for l in &lines {
@@ -53,19 +63,40 @@ fn main() {
     });
 
     // Fold inputs: the stream grouped by (tenant, key) as a batch would be.
-    let envelopes: Vec<Envelope> = lines.iter().map(|l| Envelope::decode(l).expect("valid")).collect();
+    let envelopes: Vec<Envelope> = lines
+        .iter()
+        .map(|l| Envelope::decode(l).expect("valid"))
+        .collect();
     let mut groups: BTreeMap<(String, String), Vec<&Envelope>> = BTreeMap::new();
     for e in &envelopes {
-        groups.entry((e.tenant_id.to_string(), e.entity_id.to_string())).or_default().push(e);
+        groups
+            .entry((e.tenant_id.to_string(), e.entity_id.to_string()))
+            .or_default()
+            .push(e);
     }
-    let keys: Vec<KeyEvents> = groups.values().map(|events| KeyEvents { prior: None, events }).collect();
+    let keys: Vec<KeyEvents> = groups
+        .values()
+        .map(|events| KeyEvents {
+            prior: None,
+            events,
+        })
+        .collect();
 
     let env = |name: &str| (name == "KAFKA_CONNECTION").then(|| "bench:9092".to_owned());
-    let seed = std::fs::read_to_string(root.join("pipelines/order-events-pipeline.yaml")).expect("seed pipeline");
-    let pipeline = pipeline::parse(&seed, "order-events-pipeline.yaml", &env).into_pipeline().expect("valid");
+    let seed = std::fs::read_to_string(root.join("pipelines/order-events-pipeline.yaml"))
+        .expect("seed pipeline");
+    let pipeline = pipeline::parse(&seed, "order-events-pipeline.yaml", &env)
+        .into_pipeline()
+        .expect("valid");
     let t = pipeline.transformation();
     let star = FoldProgram::compile(&t.fold, &t.limits).expect("compiles");
-    let native = FoldProgram::compile(&FoldSource::Native { name: "order".into() }, &t.limits).expect("native");
+    let native = FoldProgram::compile(
+        &FoldSource::Native {
+            name: "order".into(),
+        },
+        &t.limits,
+    )
+    .expect("native");
 
     let star_rate = rate(budget, n, || {
         black_box(star.fold_keys(&keys));
@@ -92,9 +123,22 @@ fn main() {
             target / 1e6
         );
     };
-    println!("{:<44} {:>8.2} M events/s  {:>6.2}x baseline", "baseline: serde_json -> owned Value", baseline / 1e6, 1.0);
+    println!(
+        "{:<44} {:>8.2} M events/s  {:>6.2}x baseline",
+        "baseline: serde_json -> owned Value",
+        baseline / 1e6,
+        1.0
+    );
     row("envelope decode + validate (borrowed)", decode, 1.0e6);
     row("Starlark seed fold (one heap per batch)", star_rate, 1.5e6);
-    row("native fold (engine: JSON state per key)", native_engine, 10.0e6);
-    row("native fold (OrderFold::apply, typed state)", native_apply, 10.0e6);
+    row(
+        "native fold (engine: JSON state per key)",
+        native_engine,
+        10.0e6,
+    );
+    row(
+        "native fold (OrderFold::apply, typed state)",
+        native_apply,
+        10.0e6,
+    );
 }

@@ -22,7 +22,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use refold::table::{CatalogConfig, FoldedBatch, StateColumns, StateRow, StateTable, TableConfig, TableIdentity, TableLimits};
+use refold::table::{
+    CatalogConfig, FoldedBatch, StateColumns, StateRow, StateTable, TableConfig, TableIdentity,
+    TableLimits,
+};
 
 const BATCH_EVENTS: usize = 10_000;
 const LOAD_BATCH_ROWS: usize = 100_000;
@@ -39,13 +42,19 @@ impl Rng {
 }
 
 fn ident(i: u64) -> (String, String) {
-    (TENANTS[(i % 4) as usize].to_string(), format!("order-{i:09}"))
+    (
+        TENANTS[(i % 4) as usize].to_string(),
+        format!("order-{i:09}"),
+    )
 }
 
 fn config(dir: &Path) -> TableConfig {
     TableConfig {
         catalog: CatalogConfig::embedded(dir).unwrap(),
-        table: TableIdentity { namespace: vec!["bench".into()], name: "state".into() },
+        table: TableIdentity {
+            namespace: vec!["bench".into()],
+            name: "state".into(),
+        },
         key_field: "order_id".into(),
         columns: StateColumns::Json,
         topic: "bench.events".into(),
@@ -54,7 +63,10 @@ fn config(dir: &Path) -> TableConfig {
 }
 
 fn row(id: &(String, String), prior: Option<&StateRow>, offset: i64, value: i64) -> StateRow {
-    let count = prior.and_then(|p| p.state.get("count")).and_then(|v| v.as_i64()).unwrap_or(0);
+    let count = prior
+        .and_then(|p| p.state.get("count"))
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0);
     let mut state = serde_json::Map::new();
     state.insert("count".into(), (count + 1).into());
     state.insert("last".into(), value.into());
@@ -73,7 +85,12 @@ fn row(id: &(String, String), prior: Option<&StateRow>, offset: i64, value: i64)
 
 /// Merges events (identity, value) at offsets `first..`: the fold of the real handler in
 /// miniature (skip below the committed offset, fold per key in order).
-async fn merge_events(t: &StateTable, partition: i32, first: i64, events: &[((String, String), i64)]) -> refold::table::MergeOutcome {
+async fn merge_events(
+    t: &StateTable,
+    partition: i32,
+    first: i64,
+    events: &[((String, String), i64)],
+) -> refold::table::MergeOutcome {
     let mut keys: Vec<(String, String)> = events.iter().map(|e| e.0.clone()).collect();
     keys.sort();
     keys.dedup();
@@ -98,6 +115,17 @@ async fn merge_events(t: &StateTable, partition: i32, first: i64, events: &[((St
     .unwrap()
 }
 
+/// CPU time (user + system) of this process so far, in ms: the cost independent of how
+/// busy the machine is (wall time is not, on a shared 2-core box).
+fn cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks * 10.0 // USER_HZ = 100 on Linux
+}
+
 fn peak_rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
@@ -108,13 +136,21 @@ fn peak_rss_kb() -> u64 {
 }
 
 fn partitions() -> u64 {
-    std::env::var("REFOLD_BENCH_PARTITIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1)
+    std::env::var("REFOLD_BENCH_PARTITIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1)
 }
 
 async fn setup(dir: &Path, n: u64) {
     let parts = partitions();
     let t = StateTable::open_or_create(config(dir)).await.unwrap();
-    let limits = TableLimits { max_rows_per_batch: LOAD_BATCH_ROWS, max_keys_per_batch: LOAD_BATCH_ROWS, ..TableLimits::default() };
+    let limits = TableLimits {
+        max_rows_per_batch: LOAD_BATCH_ROWS,
+        max_keys_per_batch: LOAD_BATCH_ROWS,
+        ..TableLimits::default()
+    };
     let t = t.with_limits(limits);
     let started = Instant::now();
     let mut offset;
@@ -123,7 +159,8 @@ async fn setup(dir: &Path, n: u64) {
         let keys: Vec<u64> = (0..n).filter(|k| k % parts == p).collect();
         offset = 0;
         for chunk in keys.chunks(LOAD_BATCH_ROWS) {
-            let events: Vec<((String, String), i64)> = chunk.iter().map(|&k| (ident(k), k as i64)).collect();
+            let events: Vec<((String, String), i64)> =
+                chunk.iter().map(|&k| (ident(k), k as i64)).collect();
             merge_events(&t, p as i32, offset, &events).await;
             offset += chunk.len() as i64;
         }
@@ -136,10 +173,14 @@ async fn setup(dir: &Path, n: u64) {
 }
 
 async fn run(dir: &Path, n: u64, iters: usize, cold: bool) {
-    let mut offset: i64 = std::fs::read_to_string(dir.join("offset")).unwrap().parse().unwrap();
+    let mut offset: i64 = std::fs::read_to_string(dir.join("offset"))
+        .unwrap()
+        .parse()
+        .unwrap();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ n ^ u64::from(cold));
     let mut warm_table = None;
     let mut ms = vec![];
+    let mut cpu = vec![];
     let parts = partitions();
     let per_part = n.div_ceil(parts);
     let mut next_new = n.div_ceil(parts) * parts;
@@ -157,6 +198,7 @@ async fn run(dir: &Path, n: u64, iters: usize, cold: bool) {
             })
             .collect();
         let started = Instant::now();
+        let cpu0 = cpu_ms();
         let out = if cold {
             let t = StateTable::open_or_create(config(dir)).await.unwrap();
             merge_events(&t, 0, offset, &events).await
@@ -167,19 +209,22 @@ async fn run(dir: &Path, n: u64, iters: usize, cold: bool) {
             merge_events(warm_table.as_ref().unwrap(), 0, offset, &events).await
         };
         ms.push(started.elapsed().as_secs_f64() * 1e3);
+        cpu.push(cpu_ms() - cpu0);
         assert!(out.snapshot_id.is_some() && out.rows_deleted > 0);
         offset += BATCH_EVENTS as i64;
     }
     std::fs::write(dir.join("offset"), offset.to_string()).unwrap();
     let mut sorted = ms.clone();
     sorted.sort_by(f64::total_cmp);
-    // one line for the parent: p50 min max rss_kb
+    cpu.sort_by(f64::total_cmp);
+    // one line for the parent: p50 min max rss_kb cpu_p50
     println!(
-        "RESULT {:.1} {:.1} {:.1} {}",
+        "RESULT {:.1} {:.1} {:.1} {} {:.1}",
         sorted[sorted.len() / 2],
         sorted[0],
         sorted[sorted.len() - 1],
-        peak_rss_kb()
+        peak_rss_kb(),
+        cpu[cpu.len() / 2]
     );
 }
 
@@ -194,10 +239,16 @@ fn child(args: &[&str]) -> String {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     if std::env::var("REFOLD_BENCH_TRACE").is_ok() {
         // Per-merge phase timings (load, lookup, fold, write, commit) from refold's debug logs.
-        tracing_subscriber::fmt().with_env_filter("refold=debug").with_writer(std::io::stderr).init();
+        tracing_subscriber::fmt()
+            .with_env_filter("refold=debug")
+            .with_writer(std::io::stderr)
+            .init();
     }
     if let Ok(cmd) = std::env::var("REFOLD_BENCH_CHILD") {
         let a: Vec<&str> = cmd.split(' ').collect();
@@ -210,7 +261,10 @@ fn main() {
         }
         return;
     }
-    let iters: usize = std::env::var("REFOLD_BENCH_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(7);
+    let iters: usize = std::env::var("REFOLD_BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7);
     let sizes: Vec<u64> = std::env::var("REFOLD_BENCH_SIZES")
         .unwrap_or_else(|_| "10000,1000000".into())
         .split(',')
@@ -224,7 +278,10 @@ fn main() {
         "state table merge: one {BATCH_EVENTS}-event batch of source partition 0, keys spread over {} source partition(s), {iters} merges per mode, local filesystem",
         partitions()
     );
-    println!("{:>10} {:>6} {:>9} {:>9} {:>9} {:>9}", "keys", "mode", "p50 ms", "min ms", "max ms", "peak MB");
+    println!(
+        "{:>10} {:>6} {:>9} {:>9} {:>9} {:>9} {:>11}",
+        "keys", "mode", "p50 ms", "min ms", "max ms", "peak MB", "cpu p50 ms"
+    );
     let mut p50 = BTreeMap::new();
     let mut rss = BTreeMap::new();
     for &n in &sizes {
@@ -233,14 +290,33 @@ fn main() {
         std::fs::create_dir_all(&dir).unwrap();
         child(&["setup", dir.to_str().unwrap(), &n.to_string()]);
         for mode in ["warm", "cold"] {
-            let out = child(&["run", dir.to_str().unwrap(), &n.to_string(), &iters.to_string(), mode]);
+            let out = child(&[
+                "run",
+                dir.to_str().unwrap(),
+                &n.to_string(),
+                &iters.to_string(),
+                mode,
+            ]);
             let line = out.lines().find(|l| l.starts_with("RESULT ")).unwrap();
             let v: Vec<f64> = line[7..].split(' ').map(|x| x.parse().unwrap()).collect();
-            println!("{n:>10} {mode:>6} {:>9.1} {:>9.1} {:>9.1} {:>9.1}", v[0], v[1], v[2], v[3] / 1024.0);
+            println!(
+                "{n:>10} {mode:>6} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>11.1}",
+                v[0],
+                v[1],
+                v[2],
+                v[3] / 1024.0,
+                v[4]
+            );
             p50.insert((n, mode), v[0]);
             rss.insert((n, mode), v[3] / 1024.0);
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+    if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
+        println!(
+            "load average during the run: {}",
+            l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        );
     }
     if let (Some(&small), Some(&large)) = (sizes.first(), sizes.last())
         && small != large
@@ -251,7 +327,11 @@ fn main() {
             println!(
                 "{mode}: p50 {large} keys {:.1} ms (target <= 250: {}), ratio {large}/{small} = {ratio:.2} (target <= 2: {}), peak RSS {peak:.1} MB (target <= 128: {})",
                 p50[&(large, mode)],
-                if p50[&(large, mode)] <= 250.0 { "met" } else { "MISSED" },
+                if p50[&(large, mode)] <= 250.0 {
+                    "met"
+                } else {
+                    "MISSED"
+                },
                 if ratio <= 2.0 { "met" } else { "MISSED" },
                 if peak <= 128.0 { "met" } else { "MISSED" },
             );

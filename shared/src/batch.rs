@@ -38,7 +38,13 @@ impl CompiledPipeline {
         let fold = FoldProgram::compile(&t.fold, &t.limits).map_err(|e| {
             Error::new(ErrorKind::Fold, e).with_context(format!("transformation `{}`", t.name))
         })?;
-        Ok(Self { key_field: t.key_field.clone(), event_types, on_error: t.on_error, fold, pipeline })
+        Ok(Self {
+            key_field: t.key_field.clone(),
+            event_types,
+            on_error: t.on_error,
+            fold,
+            pipeline,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -69,7 +75,10 @@ pub struct Prepared<'r> {
 /// Decodes a batch. Records must be in (partition, offset) order, as every adapter
 /// delivers them; this is checked.
 pub fn prepare<'r>(cp: &CompiledPipeline, records: &'r [SourceRecord]) -> Result<Prepared<'r>> {
-    if let Some(w) = records.windows(2).find(|w| (w[0].partition, w[0].offset) >= (w[1].partition, w[1].offset)) {
+    if let Some(w) = records
+        .windows(2)
+        .find(|w| (w[0].partition, w[0].offset) >= (w[1].partition, w[1].offset))
+    {
         return Err(Error::new(
             ErrorKind::InvalidInput,
             format!(
@@ -85,7 +94,11 @@ pub fn prepare<'r>(cp: &CompiledPipeline, records: &'r [SourceRecord]) -> Result
         let envelope = match Envelope::decode(&record.value) {
             Ok(e) => e,
             Err(e) => {
-                let kind = if e.is_bad_json() { DeadLetterKind::BadJson } else { DeadLetterKind::InvalidEnvelope };
+                let kind = if e.is_bad_json() {
+                    DeadLetterKind::BadJson
+                } else {
+                    DeadLetterKind::InvalidEnvelope
+                };
                 poison.push((record, kind, e.to_string()));
                 continue;
             }
@@ -102,9 +115,17 @@ pub fn prepare<'r>(cp: &CompiledPipeline, records: &'r [SourceRecord]) -> Result
             }
         };
         let tenant = envelope.tenant_id.clone();
-        groups.entry((tenant, Cow::Owned(key))).or_default().push(Item { record, envelope });
+        groups
+            .entry((tenant, Cow::Owned(key)))
+            .or_default()
+            .push(Item { record, envelope });
     }
-    Ok(Prepared { groups, poison, received: records.len(), filtered })
+    Ok(Prepared {
+        groups,
+        poison,
+        received: records.len(),
+        filtered,
+    })
 }
 
 /// The outcome of folding a prepared batch.
@@ -153,14 +174,22 @@ impl Counts {
     /// received = folded + filtered + dead_lettered + skipped + already_applied + deferred.
     pub fn balanced(&self) -> bool {
         self.received
-            == self.folded + self.filtered + self.dead_lettered + self.skipped + self.already_applied + self.deferred
+            == self.folded
+                + self.filtered
+                + self.dead_lettered
+                + self.skipped
+                + self.already_applied
+                + self.deferred
     }
 }
 
 impl Prepared<'_> {
     /// The rows this batch touches, for looking up their prior states.
     pub fn row_ids(&self) -> Vec<RowId> {
-        self.groups.keys().map(|(t, k)| (t.to_string(), k.to_string())).collect()
+        self.groups
+            .keys()
+            .map(|(t, k)| (t.to_string(), k.to_string()))
+            .collect()
     }
 
     /// The partitions of the batch with the offset after each one's last record.
@@ -189,7 +218,11 @@ impl Prepared<'_> {
         for round in 0..=self.received {
             let folded = self.fold_once(cp, priors, committed, ends, &cut);
             if cp.on_error != ErrorPolicy::Fail || folded.failed_at == cut {
-                assert!(folded.counts.balanced(), "batch accounting: {:?}", folded.counts);
+                assert!(
+                    folded.counts.balanced(),
+                    "batch accounting: {:?}",
+                    folded.counts
+                );
                 return folded;
             }
             assert!(round < self.received, "fail-policy cuts converge");
@@ -206,7 +239,11 @@ impl Prepared<'_> {
         ends: &BTreeMap<i32, i64>,
         cut: &BTreeMap<i32, i64>,
     ) -> Folded {
-        let mut counts = Counts { received: self.received, filtered: self.filtered, ..Counts::default() };
+        let mut counts = Counts {
+            received: self.received,
+            filtered: self.filtered,
+            ..Counts::default()
+        };
         let live = |r: &SourceRecord| r.offset >= committed(r.partition);
         let before_cut = |r: &SourceRecord| cut.get(&r.partition).is_none_or(|c| r.offset < *c);
         let mut failed_at: BTreeMap<i32, i64> = cut.clone();
@@ -222,7 +259,8 @@ impl Prepared<'_> {
         }
 
         // Per row: the events still to fold, in offset order.
-        let mut work: Vec<(&(Cow<str>, Cow<str>), Vec<&Item>)> = Vec::with_capacity(self.groups.len());
+        let mut work: Vec<(&(Cow<str>, Cow<str>), Vec<&Item>)> =
+            Vec::with_capacity(self.groups.len());
         for (id, items) in &self.groups {
             let mut todo = Vec::with_capacity(items.len());
             for item in items {
@@ -238,12 +276,21 @@ impl Prepared<'_> {
                 work.push((id, todo));
             }
         }
-        let ids: Vec<RowId> = work.iter().map(|((t, k), _)| (t.to_string(), k.to_string())).collect();
-        let envelopes: Vec<Vec<&Envelope>> = work.iter().map(|(_, items)| items.iter().map(|i| &i.envelope).collect()).collect();
+        let ids: Vec<RowId> = work
+            .iter()
+            .map(|((t, k), _)| (t.to_string(), k.to_string()))
+            .collect();
+        let envelopes: Vec<Vec<&Envelope>> = work
+            .iter()
+            .map(|(_, items)| items.iter().map(|i| &i.envelope).collect())
+            .collect();
         let inputs: Vec<KeyEvents> = ids
             .iter()
             .zip(&envelopes)
-            .map(|(id, events)| KeyEvents { prior: priors.get(id).map(|r| &r.state), events })
+            .map(|(id, events)| KeyEvents {
+                prior: priors.get(id).map(|r| &r.state),
+                events,
+            })
             .collect();
         let results = cp.fold.fold_keys(&inputs);
 
@@ -255,7 +302,11 @@ impl Prepared<'_> {
                     FoldErrorKind::Raised | FoldErrorKind::BadReturn => DeadLetterKind::FoldError,
                 };
                 let item = items[*i];
-                poison.push((item.record, kind, format!("event `{}`: fold failed: {e}", item.envelope.event_id)));
+                poison.push((
+                    item.record,
+                    kind,
+                    format!("event `{}`: fold failed: {e}", item.envelope.event_id),
+                ));
             }
             counts.folded += result.applied;
             let Some(state) = result.state else { continue };
@@ -263,7 +314,12 @@ impl Prepared<'_> {
                 continue; // every event failed: the prior row stands as it was
             }
             let failed: HashSet<usize> = result.errors.iter().map(|(i, _)| *i).collect();
-            let applied: Vec<&Item> = items.iter().enumerate().filter(|(i, _)| !failed.contains(i)).map(|(_, it)| *it).collect();
+            let applied: Vec<&Item> = items
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !failed.contains(i))
+                .map(|(_, it)| *it)
+                .collect();
             rows.push(new_row(id, state, priors, &applied));
         }
 
@@ -286,18 +342,40 @@ impl Prepared<'_> {
         }
         let next_offsets = ends
             .iter()
-            .map(|(p, end)| (*p, failed_at.get(p).copied().unwrap_or(*end).max(committed(*p))))
+            .map(|(p, end)| {
+                (
+                    *p,
+                    failed_at.get(p).copied().unwrap_or(*end).max(committed(*p)),
+                )
+            })
             .collect();
-        let failed_at = if cp.on_error == ErrorPolicy::Fail { failed_at } else { BTreeMap::new() };
-        Folded { rows, dead_letters, counts, failed_at, next_offsets }
+        let failed_at = if cp.on_error == ErrorPolicy::Fail {
+            failed_at
+        } else {
+            BTreeMap::new()
+        };
+        Folded {
+            rows,
+            dead_letters,
+            counts,
+            failed_at,
+            next_offsets,
+        }
     }
 }
 
 /// The row after folding `applied` (the row's events that folded, in offset order).
-fn new_row(id: RowId, state: State, priors: &HashMap<RowId, StateRow>, applied: &[&Item]) -> StateRow {
+fn new_row(
+    id: RowId,
+    state: State,
+    priors: &HashMap<RowId, StateRow>,
+    applied: &[&Item],
+) -> StateRow {
     let prior = priors.get(&id);
     let (tenant_id, key) = id;
-    let last = applied.last().expect("rows are built only for keys with an applied event");
+    let last = applied
+        .last()
+        .expect("rows are built only for keys with an applied event");
     StateRow {
         tenant_id,
         key,
@@ -320,18 +398,31 @@ pub struct InMemoryView {
 
 /// Folds `records` (in (partition, offset) order) in batches of `batch_size`, each onto the
 /// states the previous ones left: what the fold-batch Lambda does, without a table.
-pub fn fold_in_memory(cp: &CompiledPipeline, records: &[SourceRecord], batch_size: usize) -> Result<InMemoryView> {
+pub fn fold_in_memory(
+    cp: &CompiledPipeline,
+    records: &[SourceRecord],
+    batch_size: usize,
+) -> Result<InMemoryView> {
     assert!(batch_size > 0, "batch_size > 0");
     let mut view = InMemoryView::default();
     let mut committed: HashMap<i32, i64> = HashMap::new();
     for chunk in records.chunks(batch_size) {
         let prepared = prepare(cp, chunk)?;
-        let priors: HashMap<RowId, StateRow> =
-            prepared.row_ids().into_iter().filter_map(|id| view.rows.get(&id).map(|r| (id, r.clone()))).collect();
+        let priors: HashMap<RowId, StateRow> = prepared
+            .row_ids()
+            .into_iter()
+            .filter_map(|id| view.rows.get(&id).map(|r| (id, r.clone())))
+            .collect();
         let ends = prepared.partition_ends(chunk);
-        let folded = prepared.fold(cp, &priors, &|p| committed.get(&p).copied().unwrap_or(0), &ends);
+        let folded = prepared.fold(
+            cp,
+            &priors,
+            &|p| committed.get(&p).copied().unwrap_or(0),
+            &ends,
+        );
         for row in folded.rows {
-            view.rows.insert((row.tenant_id.clone(), row.key.clone()), row);
+            view.rows
+                .insert((row.tenant_id.clone(), row.key.clone()), row);
         }
         committed.extend(folded.next_offsets);
         view.counts += folded.counts;

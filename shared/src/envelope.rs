@@ -6,7 +6,6 @@
 use std::borrow::Cow;
 use std::fmt;
 
-
 use crate::json::Json;
 
 /// Envelopes larger than this are rejected before parsing (Kafka's default
@@ -57,10 +56,16 @@ pub struct EnvelopeError {
 
 impl EnvelopeError {
     fn field(field: &str, reason: impl Into<String>) -> Self {
-        Self { field: Some(field.to_owned()), reason: reason.into() }
+        Self {
+            field: Some(field.to_owned()),
+            reason: reason.into(),
+        }
     }
     fn whole(reason: impl Into<String>) -> Self {
-        Self { field: None, reason: reason.into() }
+        Self {
+            field: None,
+            reason: reason.into(),
+        }
     }
 
     /// The record is not JSON at all (as opposed to JSON that is not a valid envelope).
@@ -91,7 +96,10 @@ impl<'a> Envelope<'a> {
         }
         let value = crate::json::parse(bytes).map_err(|e| {
             let (line, column) = line_column(bytes, e.offset);
-            EnvelopeError::whole(format!("{NOT_JSON}{} (line {line}, column {column})", e.message))
+            EnvelopeError::whole(format!(
+                "{NOT_JSON}{} (line {line}, column {column})",
+                e.message
+            ))
         })?;
         let Json::Object(fields) = value else {
             return Err(EnvelopeError::whole(format!(
@@ -121,7 +129,10 @@ impl<'a> Envelope<'a> {
             Some(Json::Int(i)) => Ok(Cow::Owned(i.to_string())),
             Some(other) => Err(EnvelopeError::field(
                 &format!("data.{key_field}"),
-                format!("the key must be a non-empty string or an integer, got {}", describe(other)),
+                format!(
+                    "the key must be a non-empty string or an integer, got {}",
+                    describe(other)
+                ),
             )),
         }
     }
@@ -176,16 +187,26 @@ const NOT_JSON: &str = "not valid JSON: ";
 /// 1-based line and column (in characters) of a byte offset.
 fn line_column(bytes: &[u8], offset: usize) -> (usize, usize) {
     let before = &bytes[..offset.min(bytes.len())];
-    let line_start = before.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let line_start = before
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
     let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-    let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
     (line, column)
 }
 
 fn describe(v: &Json<'_>) -> String {
     let text = v.to_string();
     if text.len() > 40 {
-        format!("{} {}…", v.kind(), text.chars().take(40).collect::<String>())
+        format!(
+            "{} {}…",
+            v.kind(),
+            text.chars().take(40).collect::<String>()
+        )
     } else {
         format!("{} {text}", v.kind())
     }
@@ -203,8 +224,17 @@ impl<'a> Raw<'a> {
         if let Some(field) = self.duplicate {
             return Err(EnvelopeError::field(field, "appears more than once"));
         }
-        let [event_id, event_type, entity_type, entity_id, tenant_id, timestamp, version, data, metadata] =
-            self.fields;
+        let [
+            event_id,
+            event_type,
+            entity_type,
+            entity_id,
+            tenant_id,
+            timestamp,
+            version,
+            data,
+            metadata,
+        ] = self.fields;
         let missing: Vec<&str> = [
             (&event_id, "event_id"),
             (&event_type, "event_type"),
@@ -280,17 +310,24 @@ impl<'a> Raw<'a> {
 /// Missing fields were reported above; reaching this is a bug, reported as an error rather
 /// than a panic because it sits on the input path.
 fn unreachable_missing<T>(field: &str) -> Result<T, EnvelopeError> {
-    Err(EnvelopeError::field(field, "is required but missing (internal: missed by the check)"))
+    Err(EnvelopeError::field(
+        field,
+        "is required but missing (internal: missed by the check)",
+    ))
 }
 
 fn id_string<'a>(field: &str, v: Option<Json<'a>>) -> Result<Cow<'a, str>, EnvelopeError> {
     match v {
-        Some(Json::Str(s)) if s.is_empty() => {
-            Err(EnvelopeError::field(field, "must be a non-empty string, got an empty string"))
-        }
+        Some(Json::Str(s)) if s.is_empty() => Err(EnvelopeError::field(
+            field,
+            "must be a non-empty string, got an empty string",
+        )),
         Some(Json::Str(s)) if s.len() > MAX_ID_BYTES => Err(EnvelopeError::field(
             field,
-            format!("is {} bytes long, more than the limit of {MAX_ID_BYTES}", s.len()),
+            format!(
+                "is {} bytes long, more than the limit of {MAX_ID_BYTES}",
+                s.len()
+            ),
         )),
         Some(Json::Str(s)) => Ok(s),
         Some(other) => Err(EnvelopeError::field(
@@ -307,7 +344,9 @@ fn id_string<'a>(field: &str, v: Option<Json<'a>>) -> Result<Cow<'a, str>, Envel
 pub fn parse_rfc3339_us(s: &str) -> Result<i64, String> {
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| t.timestamp_micros())
-        .map_err(|e| format!("`{s}` is not an RFC 3339 timestamp ({e}); expected e.g. 2026-02-12T10:30:00Z"))
+        .map_err(|e| {
+            format!("`{s}` is not an RFC 3339 timestamp ({e}); expected e.g. 2026-02-12T10:30:00Z")
+        })
 }
 
 #[cfg(test)]
@@ -348,7 +387,10 @@ mod tests {
         assert!(matches!(e.attr("amount"), Some(Attr::Json(Json::Float(f))) if *f == 99.99));
         assert!(matches!(e.attr("type"), Some(Attr::Str("OrderPlaced"))));
         assert!(e.attr("nope").is_none());
-        assert!(matches!(e.event_id, Cow::Borrowed(_)), "strings borrow from the record");
+        assert!(
+            matches!(e.event_id, Cow::Borrowed(_)),
+            "strings borrow from the record"
+        );
     }
 
     #[test]
@@ -356,14 +398,34 @@ mod tests {
         let cases: Vec<(String, &str, &str)> = vec![
             (without("event_id"), "event_id", "required"),
             (without("timestamp"), "timestamp", "required"),
-            (with("event_type", "5"), "event_type", "must be a string, got number 5"),
+            (
+                with("event_type", "5"),
+                "event_type",
+                "must be a string, got number 5",
+            ),
             (with("entity_id", r#""""#), "entity_id", "non-empty"),
-            (with("timestamp", r#""2026-02-12 10:30""#), "timestamp", "not an RFC 3339"),
-            (with("timestamp", r#""yesterday""#), "timestamp", "not an RFC 3339"),
-            (with("version", "0"), "version", "positive integer, got number 0"),
+            (
+                with("timestamp", r#""2026-02-12 10:30""#),
+                "timestamp",
+                "not an RFC 3339",
+            ),
+            (
+                with("timestamp", r#""yesterday""#),
+                "timestamp",
+                "not an RFC 3339",
+            ),
+            (
+                with("version", "0"),
+                "version",
+                "positive integer, got number 0",
+            ),
             (with("version", "-3"), "version", "positive integer"),
             (with("version", "1.5"), "version", "positive integer"),
-            (with("version", r#""1""#), "version", "positive integer, got string"),
+            (
+                with("version", r#""1""#),
+                "version",
+                "positive integer, got string",
+            ),
             (with("data", "[1]"), "data", "must be an object, got array"),
             (with("data", "null"), "data", "must be an object, got null"),
             (with("metadata", r#""x""#), "metadata", "must be an object"),
@@ -380,11 +442,18 @@ mod tests {
         assert!(reject("{not json").reason.starts_with("not valid JSON"));
         assert!(reject("[1,2]").reason.contains("not an event envelope"));
         assert!(reject("{not json").is_bad_json() && !reject("[1]").is_bad_json());
-        assert!(reject(&format!("{SEED} trailing")).reason.contains("trailing"));
+        assert!(
+            reject(&format!("{SEED} trailing"))
+                .reason
+                .contains("trailing")
+        );
         let e = reject(r#"{"event_id":"a"}"#);
         assert!(e.reason.contains("event_type, entity_type"), "{e}");
         let dup = SEED.replacen("\"version\": 1,", "\"version\": 1, \"version\": 2,", 1);
-        assert_eq!(reject(&dup).to_string(), "field `version`: appears more than once");
+        assert_eq!(
+            reject(&dup).to_string(),
+            "field `version`: appears more than once"
+        );
     }
 
     #[test]
@@ -394,9 +463,18 @@ mod tests {
         assert_eq!(e.key("order_id").expect("key"), "o-1");
         assert_eq!(e.key("customer").expect("key"), "order-456");
         let text = with("data", r#"{"order_id": 42}"#);
-        assert_eq!(Envelope::decode(text.as_bytes()).expect("valid").key("order_id").expect("k"), "42");
+        assert_eq!(
+            Envelope::decode(text.as_bytes())
+                .expect("valid")
+                .key("order_id")
+                .expect("k"),
+            "42"
+        );
         let text = with("data", r#"{"order_id": {"a": 1}}"#);
-        let err = Envelope::decode(text.as_bytes()).expect("valid").key("order_id").expect_err("bad");
+        let err = Envelope::decode(text.as_bytes())
+            .expect("valid")
+            .key("order_id")
+            .expect_err("bad");
         assert_eq!(err.field.as_deref(), Some("data.order_id"));
     }
 
@@ -405,6 +483,10 @@ mod tests {
         let text = with("schema", r#"{"x": [1, 2]}"#);
         assert!(Envelope::decode(text.as_bytes()).is_ok());
         let big = vec![b' '; MAX_ENVELOPE_BYTES + 1];
-        assert!(reject(std::str::from_utf8(&big).expect("ascii")).reason.contains("limit"));
+        assert!(
+            reject(std::str::from_utf8(&big).expect("ascii"))
+                .reason
+                .contains("limit")
+        );
     }
 }

@@ -8,7 +8,6 @@
 use std::borrow::Cow;
 use std::fmt;
 
-
 /// Nesting deeper than this is rejected: a bound on stack use for hostile input.
 /// (serde_json's own recursion limit is 128; ours is the contract.)
 pub const MAX_DEPTH: usize = 64;
@@ -82,9 +81,12 @@ impl<'a> Json<'a> {
             Json::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
             Json::Str(s) => Value::String(s.to_string()),
             Json::Array(items) => Value::Array(items.iter().map(Json::to_value).collect()),
-            Json::Object(fields) => {
-                Value::Object(fields.iter().map(|(k, v)| (k.to_string(), v.to_value())).collect())
-            }
+            Json::Object(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_value()))
+                    .collect(),
+            ),
         }
     }
 }
@@ -120,7 +122,11 @@ pub fn parse(input: &[u8]) -> Result<Json<'_>, JsonError> {
         offset: e.valid_up_to(),
         message: "not valid UTF-8".to_owned(),
     })?;
-    let mut p = Parser { text, bytes: input, pos: 0 };
+    let mut p = Parser {
+        text,
+        bytes: input,
+        pos: 0,
+    };
     let value = p.value(0)?;
     p.skip_ws();
     if p.pos < p.bytes.len() {
@@ -137,7 +143,10 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     fn error(&self, message: impl Into<String>) -> JsonError {
-        JsonError { offset: self.pos, message: message.into() }
+        JsonError {
+            offset: self.pos,
+            message: message.into(),
+        }
     }
 
     fn skip_ws(&mut self) {
@@ -311,10 +320,15 @@ impl<'a> Parser<'a> {
     }
 
     fn hex4(&mut self) -> Result<u32, JsonError> {
-        let digits = self.bytes.get(self.pos..self.pos + 4).ok_or_else(|| self.error("short \\u escape"))?;
+        let digits = self
+            .bytes
+            .get(self.pos..self.pos + 4)
+            .ok_or_else(|| self.error("short \\u escape"))?;
         let mut v = 0u32;
         for d in digits {
-            let x = (*d as char).to_digit(16).ok_or_else(|| self.error("invalid \\u escape"))?;
+            let x = (*d as char)
+                .to_digit(16)
+                .ok_or_else(|| self.error("invalid \\u escape"))?;
             v = v * 16 + x;
         }
         self.pos += 4;
@@ -362,7 +376,9 @@ impl<'a> Parser<'a> {
                 return Ok(Json::Int(i));
             }
         }
-        text.parse::<f64>().map(Json::Float).map_err(|_| self.error("invalid number"))
+        text.parse::<f64>()
+            .map(Json::Float)
+            .map_err(|_| self.error("invalid number"))
     }
 }
 
@@ -374,13 +390,24 @@ mod tests {
     fn borrows_plain_strings_and_owns_escaped_ones() {
         let text = r#"{"a":"plain","b":"esc\"aped","n":[1,2.5,null,true]}"#;
         let v = parse(text.as_bytes()).expect("valid JSON");
-        assert!(matches!(v.get("a"), Some(Json::Str(Cow::Borrowed("plain")))));
+        assert!(matches!(
+            v.get("a"),
+            Some(Json::Str(Cow::Borrowed("plain")))
+        ));
         assert!(matches!(v.get("b"), Some(Json::Str(Cow::Owned(s))) if s == "esc\"aped"));
         assert_eq!(
             v.get("n"),
-            Some(&Json::Array(vec![Json::Int(1), Json::Float(2.5), Json::Null, Json::Bool(true)]))
+            Some(&Json::Array(vec![
+                Json::Int(1),
+                Json::Float(2.5),
+                Json::Null,
+                Json::Bool(true)
+            ]))
         );
-        assert_eq!(v.to_value(), serde_json::from_str::<serde_json::Value>(text).expect("valid"));
+        assert_eq!(
+            v.to_value(),
+            serde_json::from_str::<serde_json::Value>(text).expect("valid")
+        );
     }
 
     #[test]
@@ -412,7 +439,20 @@ mod tests {
         ] {
             assert_eq!(parse(text.as_bytes()).expect(text), want, "{text}");
         }
-        for bad in ["", "{", "[1,]", "{\"a\" 1}", "01", "1.", "-", "\"\\x\"", "\"a\nb\"", "tru", "{} {}", "\"\\ud800\""] {
+        for bad in [
+            "",
+            "{",
+            "[1,]",
+            "{\"a\" 1}",
+            "01",
+            "1.",
+            "-",
+            "\"\\x\"",
+            "\"a\nb\"",
+            "tru",
+            "{} {}",
+            "\"\\ud800\"",
+        ] {
             assert!(parse(bad.as_bytes()).is_err(), "{bad:?} must be rejected");
         }
     }

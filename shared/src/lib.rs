@@ -4,6 +4,8 @@
 //! client types, no I/O in the fold. Around it, `table` (the Iceberg state table) and
 //! `dead_letter` are ports with real and in-memory adapters. See ARCHITECTURE.md.
 
+pub mod batch;
+pub mod dead_letter;
 pub mod envelope;
 pub mod error;
 pub mod fold;
@@ -11,7 +13,5 @@ pub mod json;
 pub mod pipeline;
 pub mod record;
 pub mod table;
-pub mod batch;
-pub mod dead_letter;
 
 pub use error::{Error, ErrorKind, Result};

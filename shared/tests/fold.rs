@@ -25,12 +25,21 @@ fn seed_pipeline() -> Pipeline {
 
 fn native_pipeline() -> Pipeline {
     let mut p = seed_pipeline();
-    p.transformations[0].fold = FoldSource::Native { name: "order".to_owned() };
+    p.transformations[0].fold = FoldSource::Native {
+        name: "order".to_owned(),
+    };
     p
 }
 
 fn starlark(source: &str, limits: FoldLimits) -> FoldProgram {
-    FoldProgram::compile(&FoldSource::Starlark { source: source.to_owned(), line: 1 }, &limits).expect("compiles")
+    FoldProgram::compile(
+        &FoldSource::Starlark {
+            source: source.to_owned(),
+            line: 1,
+        },
+        &limits,
+    )
+    .expect("compiles")
 }
 
 fn envelope_json(i: usize, event_type: &str, data: serde_json::Value) -> String {
@@ -43,21 +52,47 @@ fn envelope_json(i: usize, event_type: &str, data: serde_json::Value) -> String 
 }
 
 fn fold_one_key(program: &FoldProgram, prior: Option<&State>, texts: &[String]) -> KeyFolded {
-    let envelopes: Vec<Envelope> = texts.iter().map(|t| Envelope::decode(t.as_bytes()).expect("valid")).collect();
+    let envelopes: Vec<Envelope> = texts
+        .iter()
+        .map(|t| Envelope::decode(t.as_bytes()).expect("valid"))
+        .collect();
     let refs: Vec<&Envelope> = envelopes.iter().collect();
-    program.fold_keys(&[KeyEvents { prior, events: &refs }]).remove(0)
+    program
+        .fold_keys(&[KeyEvents {
+            prior,
+            events: &refs,
+        }])
+        .remove(0)
 }
 
 #[test]
 fn seed_fold_matches_native_fold_on_the_orders_stream() {
     let text = std::fs::read(root().join("events/orders.jsonl")).expect("events/orders.jsonl");
     let records = from_jsonl(&text, "orders");
-    let star = fold_in_memory(&CompiledPipeline::compile(seed_pipeline()).expect("compiles"), &records, 1000).expect("folds");
-    let native = fold_in_memory(&CompiledPipeline::compile(native_pipeline()).expect("compiles"), &records, 1000).expect("folds");
+    let star = fold_in_memory(
+        &CompiledPipeline::compile(seed_pipeline()).expect("compiles"),
+        &records,
+        1000,
+    )
+    .expect("folds");
+    let native = fold_in_memory(
+        &CompiledPipeline::compile(native_pipeline()).expect("compiles"),
+        &records,
+        1000,
+    )
+    .expect("folds");
     assert_eq!(star.counts, native.counts);
     assert!(star.counts.balanced());
-    assert_eq!(star.counts.dead_lettered, 5, "the five malformed lines: {:?}", star.dead_letters);
-    assert!(star.counts.filtered > 0 && star.counts.folded > 4000, "{:?}", star.counts);
+    assert_eq!(
+        star.counts.dead_lettered, 5,
+        "the five malformed lines: {:?}",
+        star.dead_letters
+    );
+    assert!(
+        star.counts.filtered > 0 && star.counts.folded > 4000,
+        "{:?}",
+        star.counts
+    );
     assert_eq!(star.rows.len(), native.rows.len());
     for (id, row) in &star.rows {
         let other = &native.rows[id];
@@ -70,8 +105,11 @@ fn seed_fold_matches_native_fold_on_the_orders_stream() {
     }
     let tenants: std::collections::BTreeSet<_> = star.rows.keys().map(|(t, _)| t.clone()).collect();
     assert_eq!(tenants.len(), 2);
-    let statuses: std::collections::BTreeSet<String> =
-        star.rows.values().filter_map(|r| r.state["status"].as_str().map(str::to_owned)).collect();
+    let statuses: std::collections::BTreeSet<String> = star
+        .rows
+        .values()
+        .filter_map(|r| r.state["status"].as_str().map(str::to_owned))
+        .collect();
     let want = ["cancelled", "confirmed", "delivered", "placed", "shipped"];
     assert_eq!(statuses, want.iter().map(|s| (*s).to_owned()).collect());
 }
@@ -85,34 +123,73 @@ fn seed_fold_semantics_follow_python() {
         FoldLimits::default(),
     );
     let events = [
-        envelope_json(1, "OrderPlaced", serde_json::json!({"amount": 99.99, "currency": "USD"})),
+        envelope_json(
+            1,
+            "OrderPlaced",
+            serde_json::json!({"amount": 99.99, "currency": "USD"}),
+        ),
         envelope_json(2, "OrderShipped", serde_json::json!({})),
     ];
     let r = fold_one_key(&fold, None, &events);
-    assert_eq!(serde_json::to_string(&r.state).expect("json"), r#"{"amount":99.99,"status":"shipped"}"#);
+    assert_eq!(
+        serde_json::to_string(&r.state).expect("json"),
+        r#"{"amount":99.99,"status":"shipped"}"#
+    );
     // `{**state}` keeps fields the fold did not set.
     let prior: State = serde_json::from_str(r#"{"note":"x","status":"placed"}"#).expect("json");
-    let r = fold_one_key(&fold, Some(&prior), &[envelope_json(3, "OrderCancelled", serde_json::json!({}))]);
-    assert_eq!(serde_json::to_string(&r.state).expect("json"), r#"{"note":"x","status":"cancelled"}"#);
+    let r = fold_one_key(
+        &fold,
+        Some(&prior),
+        &[envelope_json(3, "OrderCancelled", serde_json::json!({}))],
+    );
+    assert_eq!(
+        serde_json::to_string(&r.state).expect("json"),
+        r#"{"note":"x","status":"cancelled"}"#
+    );
     // A missing attribute is a per-event error; the state stays as it was.
-    let r = fold_one_key(&fold, Some(&prior), &[envelope_json(4, "OrderPlaced", serde_json::json!({}))]);
+    let r = fold_one_key(
+        &fold,
+        Some(&prior),
+        &[envelope_json(4, "OrderPlaced", serde_json::json!({}))],
+    );
     assert_eq!(r.applied, 0);
     assert_eq!(r.errors[0].1.kind, FoldErrorKind::Raised);
-    assert!(r.errors[0].1.message.contains("amount"), "{}", r.errors[0].1);
+    assert!(
+        r.errors[0].1.message.contains("amount"),
+        "{}",
+        r.errors[0].1
+    );
     assert_eq!(r.state.as_ref(), Some(&prior));
 }
 
 #[test]
 fn unpacking_none_fails_like_python() {
-    let fold = starlark("def fold(state, event):\n    return {**None, \"a\": 1}\n", FoldLimits::default());
+    let fold = starlark(
+        "def fold(state, event):\n    return {**None, \"a\": 1}\n",
+        FoldLimits::default(),
+    );
     let r = fold_one_key(&fold, None, &[envelope_json(1, "X", serde_json::json!({}))]);
-    assert!(r.errors[0].1.message.contains("'NoneType' object is not a mapping"), "{}", r.errors[0].1);
-    assert!(r.errors[0].1.message.starts_with("line 2: "), "{}", r.errors[0].1);
+    assert!(
+        r.errors[0]
+            .1
+            .message
+            .contains("'NoneType' object is not a mapping"),
+        "{}",
+        r.errors[0].1
+    );
+    assert!(
+        r.errors[0].1.message.starts_with("line 2: "),
+        "{}",
+        r.errors[0].1
+    );
 }
 
 #[test]
 fn an_endless_loop_is_stopped_by_the_step_limit_and_the_key_goes_on() {
-    let limits = FoldLimits { max_steps_per_event: 50_000, ..FoldLimits::default() };
+    let limits = FoldLimits {
+        max_steps_per_event: 50_000,
+        ..FoldLimits::default()
+    };
     let src = "def fold(state, event):\n    if event.type == \"Spin\":\n        for i in range(2147483647):\n            for j in range(2147483647):\n                pass\n    return {**state, \"n\": state.get(\"n\", 0) + 1}\n";
     let fold = starlark(src, limits);
     let events = [
@@ -122,18 +199,29 @@ fn an_endless_loop_is_stopped_by_the_step_limit_and_the_key_goes_on() {
     ];
     let started = std::time::Instant::now();
     let r = fold_one_key(&fold, None, &events);
-    assert!(started.elapsed().as_secs() < 30, "stopped, not run to the end");
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "stopped, not run to the end"
+    );
     assert_eq!(r.applied, 2);
     assert_eq!(r.errors.len(), 1);
     assert_eq!(r.errors[0].0, 1);
     assert_eq!(r.errors[0].1.kind, FoldErrorKind::LimitExceeded);
-    assert!(r.errors[0].1.message.contains("step limit"), "{}", r.errors[0].1);
+    assert!(
+        r.errors[0].1.message.contains("step limit"),
+        "{}",
+        r.errors[0].1
+    );
     assert_eq!(r.state.expect("state")["n"], 2);
 }
 
 #[test]
 fn a_huge_allocation_is_stopped_by_the_heap_limit() {
-    let limits = FoldLimits { max_heap_bytes: 8 * 1024 * 1024, max_steps_per_event: 100_000_000, ..FoldLimits::default() };
+    let limits = FoldLimits {
+        max_heap_bytes: 8 * 1024 * 1024,
+        max_steps_per_event: 100_000_000,
+        ..FoldLimits::default()
+    };
     let src = "def fold(state, event):\n    if event.type == \"Hog\":\n        xs = []\n        for i in range(100000000):\n            xs.append(\"item %d\" % i)\n    return {\"ok\": True}\n";
     let fold = starlark(src, limits);
     let events = [
@@ -143,7 +231,11 @@ fn a_huge_allocation_is_stopped_by_the_heap_limit() {
     let r = fold_one_key(&fold, None, &events);
     assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
     assert_eq!(r.errors[0].1.kind, FoldErrorKind::LimitExceeded);
-    assert!(r.errors[0].1.message.contains("heap limit"), "{}", r.errors[0].1);
+    assert!(
+        r.errors[0].1.message.contains("heap limit"),
+        "{}",
+        r.errors[0].1
+    );
     assert_eq!(r.applied, 1, "the next event folds on a fresh heap");
     assert_eq!(r.state.expect("state")["ok"], true);
 }
@@ -155,10 +247,27 @@ fn deep_calls_hit_the_call_depth_limit() {
         src.push_str(&format!("def f{i}():\n    return f{}() + 1\n", i - 1));
     }
     src.push_str("def fold(state, event):\n    return {\"d\": f39()}\n");
-    let fold = starlark(&src, FoldLimits { max_call_depth: 16, ..FoldLimits::default() });
+    let fold = starlark(
+        &src,
+        FoldLimits {
+            max_call_depth: 16,
+            ..FoldLimits::default()
+        },
+    );
     let r = fold_one_key(&fold, None, &[envelope_json(1, "A", serde_json::json!({}))]);
-    assert_eq!(r.errors[0].1.kind, FoldErrorKind::LimitExceeded, "{}", r.errors[0].1);
-    let fold = starlark(&src, FoldLimits { max_call_depth: 64, ..FoldLimits::default() });
+    assert_eq!(
+        r.errors[0].1.kind,
+        FoldErrorKind::LimitExceeded,
+        "{}",
+        r.errors[0].1
+    );
+    let fold = starlark(
+        &src,
+        FoldLimits {
+            max_call_depth: 64,
+            ..FoldLimits::default()
+        },
+    );
     let r = fold_one_key(&fold, None, &[envelope_json(1, "A", serde_json::json!({}))]);
     assert_eq!(r.state.expect("state")["d"], 39);
 }
@@ -168,30 +277,56 @@ fn bad_returns_and_raises_are_per_event_errors() {
     let src = "def fold(state, event):\n    if event.type == \"None\":\n        return None\n    if event.type == \"Fail\":\n        fail(\"boom\")\n    if event.type == \"Func\":\n        return {\"f\": fold}\n    if event.type == \"NaN\":\n        return {\"x\": float(\"nan\")}\n    return {\"ok\": event.type}\n";
     let fold = starlark(src, FoldLimits::default());
     for (ty, kind, text) in [
-        ("None", FoldErrorKind::BadReturn, "must return a dict, got NoneType"),
+        (
+            "None",
+            FoldErrorKind::BadReturn,
+            "must return a dict, got NoneType",
+        ),
         ("Fail", FoldErrorKind::Raised, "boom"),
         ("Func", FoldErrorKind::BadReturn, "not a JSON value"),
         ("NaN", FoldErrorKind::BadReturn, "JSON cannot represent"),
     ] {
-        let events = [envelope_json(1, "A", serde_json::json!({})), envelope_json(2, ty, serde_json::json!({})), envelope_json(3, "B", serde_json::json!({}))];
+        let events = [
+            envelope_json(1, "A", serde_json::json!({})),
+            envelope_json(2, ty, serde_json::json!({})),
+            envelope_json(3, "B", serde_json::json!({})),
+        ];
         let r = fold_one_key(&fold, None, &events);
         assert_eq!(r.errors.len(), 1, "{ty}: {:?}", r.errors);
         assert_eq!(r.errors[0].0, 1, "{ty}: blames the right event");
         assert_eq!(r.errors[0].1.kind, kind, "{ty}");
-        assert!(r.errors[0].1.message.contains(text), "{ty}: {}", r.errors[0].1);
+        assert!(
+            r.errors[0].1.message.contains(text),
+            "{ty}: {}",
+            r.errors[0].1
+        );
         assert_eq!(r.state.expect("state")["ok"], "B", "{ty}");
     }
 }
 
 #[test]
 fn compile_errors_name_the_line() {
-    let err = FoldProgram::compile(&FoldSource::Starlark { source: "def fold(state, event):\n    return {\n".into(), line: 1 }, &FoldLimits::default());
+    let err = FoldProgram::compile(
+        &FoldSource::Starlark {
+            source: "def fold(state, event):\n    return {\n".into(),
+            line: 1,
+        },
+        &FoldLimits::default(),
+    );
     assert!(err.is_err());
-    let err = FoldProgram::compile(&FoldSource::Starlark { source: "x = 1\n".into(), line: 1 }, &FoldLimits::default())
-        .err()
-        .expect("no fold");
+    let err = FoldProgram::compile(
+        &FoldSource::Starlark {
+            source: "x = 1\n".into(),
+            line: 1,
+        },
+        &FoldLimits::default(),
+    )
+    .err()
+    .expect("no fold");
     assert!(err.contains("def fold(state, event)"), "{err}");
-    let err = refold::fold::check_starlark_source("def fold(state, event):\n    return undefined_name\n").expect_err("unbound");
+    let err =
+        refold::fold::check_starlark_source("def fold(state, event):\n    return undefined_name\n")
+            .expect_err("unbound");
     assert!(err.starts_with("line 2: "), "{err}");
 }
 
@@ -199,7 +334,13 @@ fn compile_errors_name_the_line() {
 
 fn arb_event() -> impl Strategy<Value = (usize, String, Option<serde_json::Value>)> {
     let types = prop::sample::select(vec![
-        "OrderPlaced", "OrderConfirmed", "OrderShipped", "OrderDelivered", "OrderCancelled", "OrderReturned", "Placed",
+        "OrderPlaced",
+        "OrderConfirmed",
+        "OrderShipped",
+        "OrderDelivered",
+        "OrderCancelled",
+        "OrderReturned",
+        "Placed",
     ]);
     let amount = prop_oneof![
         Just(None),

@@ -32,32 +32,63 @@ async fn conflicts(cfg: TableConfig) {
     let per_partition: Vec<Vec<Vec<Ev>>> = (0..4)
         .map(|p| {
             (0..6)
-                .map(|i| (0..3).map(|j| ev("acme", &format!("p{p}-k{j}"), p, i * 3 + j as i64, i * 10 + j as i64)).collect())
+                .map(|i| {
+                    (0..3)
+                        .map(|j| {
+                            ev(
+                                "acme",
+                                &format!("p{p}-k{j}"),
+                                p,
+                                i * 3 + j as i64,
+                                i * 10 + j as i64,
+                            )
+                        })
+                        .collect()
+                })
                 .collect()
         })
         .collect();
-    let runs = writers.iter().zip(&per_partition).map(|(w, batches)| async move {
-        let mut attempts = 0;
-        for b in batches {
-            attempts += merge(w, b).await.unwrap().attempts;
-        }
-        attempts
-    });
+    let runs = writers
+        .iter()
+        .zip(&per_partition)
+        .map(|(w, batches)| async move {
+            let mut attempts = 0;
+            for b in batches {
+                attempts += merge(w, b).await.unwrap().attempts;
+            }
+            attempts
+        });
     let attempts: u32 = futures::future::join_all(runs).await.into_iter().sum();
     println!("concurrent partitions: 24 merges took {attempts} attempts");
     for batches in &per_partition {
         stream.extend(batches.iter().flatten().cloned());
     }
-    assert_eq!(by_id(a.current_rows(None, None).await.unwrap()), reference(&stream));
-    assert_eq!(a.committed_offsets().await.unwrap(), BTreeMap::from([(0, 18), (1, 18), (2, 18), (3, 18)]));
+    assert_eq!(
+        by_id(a.current_rows(None, None).await.unwrap()),
+        reference(&stream)
+    );
+    assert_eq!(
+        a.committed_offsets().await.unwrap(),
+        BTreeMap::from([(0, 18), (1, 18), (2, 18), (3, 18)])
+    );
 
     // 2. The same batch by two invocations at once: folded once.
-    let dup = vec![ev("acme", "p0-k0", 0, 18, 1), ev("globex", "p0-k9", 0, 19, 2)];
+    let dup = vec![
+        ev("acme", "p0-k0", 0, 18, 1),
+        ev("globex", "p0-k9", 0, 19, 2),
+    ];
     let (r1, r2) = tokio::join!(merge(&a, &dup), merge(&b, &dup));
     let (r1, r2) = (r1.unwrap(), r2.unwrap());
-    assert_eq!(u8::from(r1.already_applied) + u8::from(r2.already_applied), 1, "{r1:?} {r2:?}");
+    assert_eq!(
+        u8::from(r1.already_applied) + u8::from(r2.already_applied),
+        1,
+        "{r1:?} {r2:?}"
+    );
     stream.extend(dup.clone());
-    assert_eq!(by_id(a.current_rows(None, None).await.unwrap()), reference(&stream));
+    assert_eq!(
+        by_id(a.current_rows(None, None).await.unwrap()),
+        reference(&stream)
+    );
 
     // 3. Another partition commits between lookup and commit: re-based, not re-folded.
     let other = vec![ev("acme", "p1-k0", 1, 18, 5)];
@@ -73,10 +104,17 @@ async fn conflicts(cfg: TableConfig) {
         })
         .await
         .unwrap();
-    assert_eq!((calls.get(), out.attempts, out.rows_deleted), (1, 2, 1), "{out:?}");
+    assert_eq!(
+        (calls.get(), out.attempts, out.rows_deleted),
+        (1, 2, 1),
+        "{out:?}"
+    );
     stream.extend(other);
     stream.extend(mine);
-    assert_eq!(by_id(a.current_rows(None, None).await.unwrap()), reference(&stream));
+    assert_eq!(
+        by_id(a.current_rows(None, None).await.unwrap()),
+        reference(&stream)
+    );
 
     // 4. The same batch commits in between (a redelivery racing): re-folded, already applied.
     let batch = vec![ev("acme", "p3-k1", 3, 18, 7), ev("acme", "p3-k2", 3, 19, 8)];
@@ -91,12 +129,21 @@ async fn conflicts(cfg: TableConfig) {
         })
         .await
         .unwrap();
-    assert!(out.already_applied && calls.get() == 2 && out.attempts == 2, "{out:?}");
+    assert!(
+        out.already_applied && calls.get() == 2 && out.attempts == 2,
+        "{out:?}"
+    );
     stream.extend(batch);
-    assert_eq!(by_id(a.current_rows(None, None).await.unwrap()), reference(&stream));
+    assert_eq!(
+        by_id(a.current_rows(None, None).await.unwrap()),
+        reference(&stream)
+    );
 
     // 5. A compaction in between moves the rows the deletes point at: re-folded on the new files.
-    let batch = vec![ev("acme", "p0-k1", 0, 20, 9), ev("acme", "p0-k2", 0, 21, 10)];
+    let batch = vec![
+        ev("acme", "p0-k1", 0, 20, 9),
+        ev("acme", "p0-k2", 0, 21, 10),
+    ];
     let calls = Cell::new(0);
     let out = a
         .merge_batch(0, &keys_of(&batch), |c, priors| {
@@ -109,13 +156,23 @@ async fn conflicts(cfg: TableConfig) {
         })
         .await
         .unwrap();
-    assert_eq!((calls.get(), out.attempts, out.rows_deleted), (2, 2, 2), "{out:?}");
+    assert_eq!(
+        (calls.get(), out.attempts, out.rows_deleted),
+        (2, 2, 2),
+        "{out:?}"
+    );
     stream.extend(batch);
-    assert_eq!(by_id(a.current_rows(None, None).await.unwrap()), reference(&stream));
+    assert_eq!(
+        by_id(a.current_rows(None, None).await.unwrap()),
+        reference(&stream)
+    );
     assert_eq!(iceberg_scan(&a).await, summarize(&reference(&stream)));
 
     // 6. Out of attempts: a CommitConflict error, nothing committed.
-    let tight = open().await.unwrap().with_limits(TableLimits { max_commit_attempts: 1, ..TableLimits::default() });
+    let tight = open().await.unwrap().with_limits(TableLimits {
+        max_commit_attempts: 1,
+        ..TableLimits::default()
+    });
     let batch = vec![ev("acme", "p1-k1", 1, 19, 11)];
     let before = a.committed_offsets().await.unwrap();
     let err = tight
@@ -128,7 +185,11 @@ async fn conflicts(cfg: TableConfig) {
     assert_eq!(err.kind(), ErrorKind::CommitConflict, "{err}");
     assert!(err.to_string().contains("max_commit_attempts=1"), "{err}");
     let after = a.committed_offsets().await.unwrap();
-    assert_eq!(after.get(&1), before.get(&1), "the lost merge committed nothing");
+    assert_eq!(
+        after.get(&1),
+        before.get(&1),
+        "the lost merge committed nothing"
+    );
     assert_eq!(after.get(&2), Some(&20));
 
     // 7. A compaction that loses to a merge of its partition starts over on the new files.
@@ -138,7 +199,10 @@ async fn conflicts(cfg: TableConfig) {
     c.unwrap();
     stream.extend(batch);
     stream.push(ev("acme", "p2-k1", 2, 19, 12));
-    assert_eq!(by_id(a.current_rows(None, None).await.unwrap()), reference(&stream));
+    assert_eq!(
+        by_id(a.current_rows(None, None).await.unwrap()),
+        reference(&stream)
+    );
     assert_eq!(iceberg_scan(&a).await, summarize(&reference(&stream)));
 }
 
@@ -154,7 +218,10 @@ async fn postgres_catalog() {
         panic!("REFOLD_PG_URL is not set: start the private PostgreSQL with `eval \"$(scripts/pg.sh start)\"`")
     });
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path(), &format!("conflicts_{}", uuid::Uuid::new_v4().simple()));
+    let mut cfg = config(
+        dir.path(),
+        &format!("conflicts_{}", uuid::Uuid::new_v4().simple()),
+    );
     cfg.catalog = CatalogConfig::Sql {
         uri: url,
         warehouse: format!("file://{}", dir.path().display()),

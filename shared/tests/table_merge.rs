@@ -21,20 +21,35 @@ async fn assert_table(t: &StateTable, stream: &[Ev]) {
     let want = reference(stream);
     let got = by_id(t.current_rows(None, None).await.unwrap());
     assert_eq!(got, want, "refold's reader");
-    assert_eq!(iceberg_scan(t).await, summarize(&want), "iceberg-rust's scan");
+    assert_eq!(
+        iceberg_scan(t).await,
+        summarize(&want),
+        "iceberg-rust's scan"
+    );
 }
 
 #[tokio::test]
 async fn upserts_keep_one_row_per_tenant_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let t = open(dir.path(), "upserts").await;
-    let b1 = vec![ev("acme", "o1", 0, 0, 10), ev("acme", "o2", 0, 1, 20), ev("globex", "o1", 0, 2, 30)];
+    let b1 = vec![
+        ev("acme", "o1", 0, 0, 10),
+        ev("acme", "o2", 0, 1, 20),
+        ev("globex", "o1", 0, 2, 30),
+    ];
     let r1 = merge(&t, &b1).await.unwrap();
-    assert_eq!((r1.rows_written, r1.rows_deleted, r1.already_applied), (3, 0, false));
+    assert_eq!(
+        (r1.rows_written, r1.rows_deleted, r1.already_applied),
+        (3, 0, false)
+    );
     assert_table(&t, &b1).await;
 
     // o1 of acme twice in one batch, o1 of globex untouched, a new key.
-    let b2 = vec![ev("acme", "o1", 0, 3, 11), ev("acme", "o3", 0, 4, 40), ev("acme", "o1", 0, 5, 12)];
+    let b2 = vec![
+        ev("acme", "o1", 0, 3, 11),
+        ev("acme", "o3", 0, 4, 40),
+        ev("acme", "o1", 0, 5, 12),
+    ];
     let r2 = merge(&t, &b2).await.unwrap();
     assert_eq!((r2.rows_written, r2.rows_deleted), (2, 1));
     let stream: Vec<Ev> = b1.iter().chain(&b2).cloned().collect();
@@ -42,43 +57,90 @@ async fn upserts_keep_one_row_per_tenant_and_key() {
 
     let rows = by_id(t.current_rows(None, None).await.unwrap());
     let acme_o1 = &rows[&("acme".to_string(), "o1".to_string())];
-    assert_eq!((acme_o1.state["count"].as_i64(), acme_o1.state["last"].as_i64()), (Some(3), Some(12)));
+    assert_eq!(
+        (
+            acme_o1.state["count"].as_i64(),
+            acme_o1.state["last"].as_i64()
+        ),
+        (Some(3), Some(12))
+    );
     let globex_o1 = &rows[&("globex".to_string(), "o1".to_string())];
-    assert_eq!((globex_o1.state["count"].as_i64(), globex_o1.state["last"].as_i64()), (Some(1), Some(30)));
+    assert_eq!(
+        (
+            globex_o1.state["count"].as_i64(),
+            globex_o1.state["last"].as_i64()
+        ),
+        (Some(1), Some(30))
+    );
 
     // Filters of `refold state`.
     let acme = t.current_rows(Some("acme"), None).await.unwrap();
-    assert_eq!(acme.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["o1", "o2", "o3"]);
+    assert_eq!(
+        acme.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+        ["o1", "o2", "o3"]
+    );
     let o1 = t.current_rows(None, Some("o1")).await.unwrap();
-    assert_eq!(o1.iter().map(|r| r.tenant_id.as_str()).collect::<Vec<_>>(), ["acme", "globex"]);
-    assert_eq!(t.current_rows(Some("globex"), Some("o2")).await.unwrap(), vec![]);
+    assert_eq!(
+        o1.iter().map(|r| r.tenant_id.as_str()).collect::<Vec<_>>(),
+        ["acme", "globex"]
+    );
+    assert_eq!(
+        t.current_rows(Some("globex"), Some("o2")).await.unwrap(),
+        vec![]
+    );
 
     // Upserting again: the live version is now in the second batch's file.
     let b3 = vec![ev("acme", "o1", 0, 6, 13), ev("globex", "o1", 0, 7, 31)];
     assert_eq!(merge(&t, &b3).await.unwrap().rows_deleted, 2);
     let stream: Vec<Ev> = stream.iter().chain(&b3).cloned().collect();
     assert_table(&t, &stream).await;
-    assert_eq!(t.committed_offsets().await.unwrap(), BTreeMap::from([(0, 8)]));
+    assert_eq!(
+        t.committed_offsets().await.unwrap(),
+        BTreeMap::from([(0, 8)])
+    );
 }
 
 #[tokio::test]
 async fn redelivery_is_a_no_op_and_overlap_applies_once() {
     let dir = tempfile::tempdir().unwrap();
     let t = open(dir.path(), "redelivery").await;
-    let stream: Vec<Ev> = (0..15).map(|i| ev("acme", &format!("k{}", i % 4), 3, i, i * 7)).collect();
+    let stream: Vec<Ev> = (0..15)
+        .map(|i| ev("acme", &format!("k{}", i % 4), 3, i, i * 7))
+        .collect();
     merge(&t, &stream[..10]).await.unwrap();
-    let snapshots = t.iceberg_table().await.unwrap().metadata().snapshots().len();
+    let snapshots = t
+        .iceberg_table()
+        .await
+        .unwrap()
+        .metadata()
+        .snapshots()
+        .len();
 
     let again = merge(&t, &stream[..10]).await.unwrap();
-    assert!(again.already_applied && again.snapshot_id.is_none(), "{again:?}");
-    assert_eq!(t.iceberg_table().await.unwrap().metadata().snapshots().len(), snapshots, "no new snapshot");
+    assert!(
+        again.already_applied && again.snapshot_id.is_none(),
+        "{again:?}"
+    );
+    assert_eq!(
+        t.iceberg_table()
+            .await
+            .unwrap()
+            .metadata()
+            .snapshots()
+            .len(),
+        snapshots,
+        "no new snapshot"
+    );
     assert_table(&t, &stream[..10]).await;
 
     // Redelivered with 5 new records: only offsets 10..15 are folded.
     let overlap = merge(&t, &stream[5..]).await.unwrap();
     assert!(!overlap.already_applied);
     assert_table(&t, &stream).await;
-    assert_eq!(t.committed_offsets().await.unwrap(), BTreeMap::from([(3, 15)]));
+    assert_eq!(
+        t.committed_offsets().await.unwrap(),
+        BTreeMap::from([(3, 15)])
+    );
 }
 
 #[tokio::test]
@@ -90,27 +152,49 @@ async fn every_snapshot_carries_the_whole_groups_offsets() {
     merge(&t, &[ev("a", "y", 2, 9, 1)]).await.unwrap();
     merge(&t, &[ev("a", "z", 1, 0, 1)]).await.unwrap();
     let table = t.iceberg_table().await.unwrap();
-    let summary = &table.metadata().current_snapshot().unwrap().summary().additional_properties;
+    let summary = &table
+        .metadata()
+        .current_snapshot()
+        .unwrap()
+        .summary()
+        .additional_properties;
     let key = "refold.offsets.domain.orders.events.order-projection-v1";
-    assert_eq!(summary.get(key).map(String::as_str), Some(r#"{"0":5,"1":1,"2":10}"#));
-    assert_eq!(t.committed_offsets().await.unwrap(), BTreeMap::from([(0, 5), (1, 1), (2, 10)]));
+    assert_eq!(
+        summary.get(key).map(String::as_str),
+        Some(r#"{"0":5,"1":1,"2":10}"#)
+    );
+    assert_eq!(
+        t.committed_offsets().await.unwrap(),
+        BTreeMap::from([(0, 5), (1, 1), (2, 10)])
+    );
 
     // An offsets-only batch (every event filtered out by the fold) still advances.
     let out = t
         .merge_batch(1, &[], |_, _| {
-            Ok(refold::table::FoldedBatch { rows: vec![], next_offset: 7, extra_summary: BTreeMap::new() })
+            Ok(refold::table::FoldedBatch {
+                rows: vec![],
+                next_offset: 7,
+                extra_summary: BTreeMap::new(),
+            })
         })
         .await
         .unwrap();
     assert!(out.snapshot_id.is_some() && out.rows_written == 0);
-    assert_eq!(t.committed_offsets().await.unwrap(), BTreeMap::from([(0, 5), (1, 7), (2, 10)]));
+    assert_eq!(
+        t.committed_offsets().await.unwrap(),
+        BTreeMap::from([(0, 5), (1, 7), (2, 10)])
+    );
 
     // A fold that would move the offset backwards with rows is refused.
     let err = t
         .merge_batch(2, &[("a".into(), "y".into())], |_, p| {
             let mut r = p.values().next().unwrap().clone();
             r.events_folded += 1;
-            Ok(refold::table::FoldedBatch { rows: vec![r], next_offset: 3, extra_summary: BTreeMap::new() })
+            Ok(refold::table::FoldedBatch {
+                rows: vec![r],
+                next_offset: 3,
+                extra_summary: BTreeMap::new(),
+            })
         })
         .await
         .unwrap_err();
@@ -120,12 +204,19 @@ async fn every_snapshot_carries_the_whole_groups_offsets() {
         .merge_batch(2, &[], |_, _| {
             let mut r = apply(None, &ev("a", "zz", 2, 10, 1));
             r.source_partition = 2;
-            Ok(refold::table::FoldedBatch { rows: vec![r], next_offset: 11, extra_summary: BTreeMap::new() })
+            Ok(refold::table::FoldedBatch {
+                rows: vec![r],
+                next_offset: 11,
+                extra_summary: BTreeMap::new(),
+            })
         })
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Internal, "{err}");
-    assert_eq!(t.committed_offsets().await.unwrap(), BTreeMap::from([(0, 5), (1, 7), (2, 10)]));
+    assert_eq!(
+        t.committed_offsets().await.unwrap(),
+        BTreeMap::from([(0, 5), (1, 7), (2, 10)])
+    );
 }
 
 #[tokio::test]
@@ -141,7 +232,13 @@ async fn compaction_keeps_rows_drops_deletes_and_merges_continue() {
                     let o = off[p as usize];
                     off[p as usize] += 1;
                     let key = format!("p{p}-k{}", (i + round) % 7);
-                    ev(if i % 2 == 0 { "acme" } else { "globex" }, &key, p, o, round * 10 + i)
+                    ev(
+                        if i % 2 == 0 { "acme" } else { "globex" },
+                        &key,
+                        p,
+                        o,
+                        round * 10 + i,
+                    )
                 })
                 .collect();
             merge(&t, &batch).await.unwrap();
@@ -151,7 +248,13 @@ async fn compaction_keeps_rows_drops_deletes_and_merges_continue() {
     assert_table(&t, &stream).await;
     let before = t.committed_offsets().await.unwrap();
     let summary = |t: &iceberg::table::Table, k: &str| -> i64 {
-        t.metadata().current_snapshot().unwrap().summary().additional_properties[k].parse().unwrap()
+        t.metadata()
+            .current_snapshot()
+            .unwrap()
+            .summary()
+            .additional_properties[k]
+            .parse()
+            .unwrap()
     };
     assert!(summary(&t.iceberg_table().await.unwrap(), "total-delete-files") > 0);
 
@@ -162,15 +265,33 @@ async fn compaction_keeps_rows_drops_deletes_and_merges_continue() {
     let table = t.iceberg_table().await.unwrap();
     assert_eq!(summary(&table, "total-delete-files"), 0);
     assert_eq!(summary(&table, "total-data-files"), 2);
-    assert_eq!(summary(&table, "total-records") as usize, reference(&stream).len());
-    assert_eq!(table.metadata().current_snapshot().unwrap().summary().operation, iceberg::spec::Operation::Replace);
-    assert_eq!(t.committed_offsets().await.unwrap(), before, "compaction carries the offsets");
+    assert_eq!(
+        summary(&table, "total-records") as usize,
+        reference(&stream).len()
+    );
+    assert_eq!(
+        table
+            .metadata()
+            .current_snapshot()
+            .unwrap()
+            .summary()
+            .operation,
+        iceberg::spec::Operation::Replace
+    );
+    assert_eq!(
+        t.committed_offsets().await.unwrap(),
+        before,
+        "compaction carries the offsets"
+    );
     assert_table(&t, &stream).await;
     // Nothing left to compact.
     assert_eq!(t.compact(None).await.unwrap().snapshot_ids.len(), 0);
 
     // Upserts now target the compacted file.
-    let b = vec![ev("acme", "p0-k0", 0, off[0], 99), ev("globex", "p0-k1", 0, off[0] + 1, 98)];
+    let b = vec![
+        ev("acme", "p0-k0", 0, off[0], 99),
+        ev("globex", "p0-k1", 0, off[0] + 1, 98),
+    ];
     assert_eq!(merge(&t, &b).await.unwrap().rows_deleted, 2);
     stream.extend(b);
     assert_table(&t, &stream).await;
@@ -180,7 +301,13 @@ async fn compaction_keeps_rows_drops_deletes_and_merges_continue() {
 async fn checkpoint_tags_keep_the_newest() {
     let dir = tempfile::tempdir().unwrap();
     let t = open(dir.path(), "tags").await;
-    assert_eq!(t.tag_checkpoint("checkpoint-0", 2).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(
+        t.tag_checkpoint("checkpoint-0", 2)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
     let mut stream = vec![];
     let mut tagged = vec![];
     for i in 0..4 {
@@ -190,39 +317,83 @@ async fn checkpoint_tags_keep_the_newest() {
         let name = format!("checkpoint-{i}");
         t.tag_checkpoint(&name, 2).await.unwrap();
         t.tag_checkpoint(&name, 2).await.unwrap(); // a retry is a no-op
-        let sid = t.iceberg_table().await.unwrap().metadata().current_snapshot_id().unwrap();
+        let sid = t
+            .iceberg_table()
+            .await
+            .unwrap()
+            .metadata()
+            .current_snapshot_id()
+            .unwrap();
         tagged.push((name, sid, stream.clone()));
     }
     let tags = t.checkpoint_tags().await.unwrap();
-    assert_eq!(tags.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), ["checkpoint-2", "checkpoint-3"]);
+    assert_eq!(
+        tags.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
+        ["checkpoint-2", "checkpoint-3"]
+    );
     let table = t.iceberg_table().await.unwrap();
     for (name, sid, upto) in &tagged[2..] {
-        assert_eq!(table.metadata().snapshot_for_ref(name).unwrap().snapshot_id(), *sid);
+        assert_eq!(
+            table
+                .metadata()
+                .snapshot_for_ref(name)
+                .unwrap()
+                .snapshot_id(),
+            *sid
+        );
         // Reading the table as of the tag gives the state then.
         let batches: Vec<arrow_array::RecordBatch> = futures::TryStreamExt::try_collect(
-            table.scan().snapshot_id(*sid).select_all().build().unwrap().to_arrow().await.unwrap(),
+            table
+                .scan()
+                .snapshot_id(*sid)
+                .select_all()
+                .build()
+                .unwrap()
+                .to_arrow()
+                .await
+                .unwrap(),
         )
         .await
         .unwrap();
         let n: usize = batches.iter().map(|b| b.num_rows()).sum();
         assert_eq!(n, 1);
         let ef = arrow_array::cast::AsArray::as_primitive::<arrow_array::types::Int64Type>(
-            batches.iter().find(|b| b.num_rows() > 0).unwrap().column_by_name("events_folded").unwrap(),
+            batches
+                .iter()
+                .find(|b| b.num_rows() > 0)
+                .unwrap()
+                .column_by_name("events_folded")
+                .unwrap(),
         )
         .value(0);
         assert_eq!(ef, upto.len() as i64);
     }
     assert!(table.metadata().snapshot_for_ref("checkpoint-0").is_none());
-    assert_eq!(t.tag_checkpoint("mine", 2).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(
+        t.tag_checkpoint("mine", 2).await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
 
     // Expiry keeps main's newest snapshot and the tagged ones; reads and merges go on.
     let removed = t.expire_snapshots(1).await.unwrap();
     let table = t.iceberg_table().await.unwrap();
-    let left: std::collections::BTreeSet<i64> = table.metadata().snapshots().map(|s| s.snapshot_id()).collect();
-    let want: std::collections::BTreeSet<i64> =
-        [tagged[2].1, tagged[3].1, table.metadata().current_snapshot_id().unwrap()].into_iter().collect();
+    let left: std::collections::BTreeSet<i64> = table
+        .metadata()
+        .snapshots()
+        .map(|s| s.snapshot_id())
+        .collect();
+    let want: std::collections::BTreeSet<i64> = [
+        tagged[2].1,
+        tagged[3].1,
+        table.metadata().current_snapshot_id().unwrap(),
+    ]
+    .into_iter()
+    .collect();
     assert_eq!((removed, left), (2, want));
-    assert_eq!(t.committed_offsets().await.unwrap(), BTreeMap::from([(0, 4)]));
+    assert_eq!(
+        t.committed_offsets().await.unwrap(),
+        BTreeMap::from([(0, 4)])
+    );
     let b = vec![ev("acme", "k", 0, 4, 4)];
     merge(&t, &b).await.unwrap();
     stream.extend(b);
@@ -253,25 +424,43 @@ async fn typed_state_columns_round_trip() {
     let mut partial = apply(None, &ev("acme", "o2", 0, 0, 1));
     partial.state = serde_json::Map::from_iter([("status".to_string(), serde_json::json!("new"))]);
     let rows = vec![row.clone(), partial.clone()];
-    t.merge_batch(0, &[("acme".into(), "o1".into()), ("acme".into(), "o2".into())], |_, _| {
-        Ok(refold::table::FoldedBatch { rows: rows.clone(), next_offset: 1, extra_summary: BTreeMap::new() })
-    })
+    t.merge_batch(
+        0,
+        &[("acme".into(), "o1".into()), ("acme".into(), "o2".into())],
+        |_, _| {
+            Ok(refold::table::FoldedBatch {
+                rows: rows.clone(),
+                next_offset: 1,
+                extra_summary: BTreeMap::new(),
+            })
+        },
+    )
     .await
     .unwrap();
-    assert_eq!(t.current_rows(None, None).await.unwrap(), vec![row, partial]);
+    assert_eq!(
+        t.current_rows(None, None).await.unwrap(),
+        vec![row, partial]
+    );
 
     // Reopening with the same columns works; with other columns it is refused.
     StateTable::open_or_create(cfg.clone()).await.unwrap();
     let mut other = cfg.clone();
     other.columns = StateColumns::Json;
-    assert_eq!(StateTable::open_or_create(other).await.unwrap_err().kind(), ErrorKind::Config);
+    assert_eq!(
+        StateTable::open_or_create(other).await.unwrap_err().kind(),
+        ErrorKind::Config
+    );
 
     // A state field the type does not declare is an error, not a silent drop.
     let mut bad = apply(None, &ev("acme", "o3", 0, 1, 1));
     bad.state = serde_json::Map::from_iter([("nope".to_string(), serde_json::json!(1))]);
     let err = t
         .merge_batch(0, &[("acme".into(), "o3".into())], |_, _| {
-            Ok(refold::table::FoldedBatch { rows: vec![bad.clone()], next_offset: 2, extra_summary: BTreeMap::new() })
+            Ok(refold::table::FoldedBatch {
+                rows: vec![bad.clone()],
+                next_offset: 2,
+                extra_summary: BTreeMap::new(),
+            })
         })
         .await
         .unwrap_err();
@@ -284,15 +473,25 @@ async fn lookup_prunes_to_the_batch_partition() {
     // a topic never share keys, and the merge only reads its own partition's files.
     let dir = tempfile::tempdir().unwrap();
     let t = open(dir.path(), "pruning").await;
-    merge(&t, &[ev("acme", "a", 0, 0, 1), ev("acme", "b", 0, 1, 1)]).await.unwrap();
+    merge(&t, &[ev("acme", "a", 0, 0, 1), ev("acme", "b", 0, 1, 1)])
+        .await
+        .unwrap();
     merge(&t, &[ev("acme", "c", 1, 0, 1)]).await.unwrap();
     let out = t
-        .merge_batch(1, &[("acme".into(), "a".into()), ("acme".into(), "c".into())], |_, priors| {
-            let mut keys: Vec<_> = priors.keys().cloned().collect();
-            keys.sort();
-            assert_eq!(keys, vec![("acme".to_string(), "c".to_string())]);
-            Ok(refold::table::FoldedBatch { rows: vec![], next_offset: 1, extra_summary: BTreeMap::new() })
-        })
+        .merge_batch(
+            1,
+            &[("acme".into(), "a".into()), ("acme".into(), "c".into())],
+            |_, priors| {
+                let mut keys: Vec<_> = priors.keys().cloned().collect();
+                keys.sort();
+                assert_eq!(keys, vec![("acme".to_string(), "c".to_string())]);
+                Ok(refold::table::FoldedBatch {
+                    rows: vec![],
+                    next_offset: 1,
+                    extra_summary: BTreeMap::new(),
+                })
+            },
+        )
         .await
         .unwrap();
     assert!(out.already_applied);

@@ -27,11 +27,18 @@ struct Scenario {
 
 fn scenario() -> impl Strategy<Value = Scenario> {
     (
-        prop::collection::vec(prop::collection::vec((0u8..2, 0u8..5, -50i64..50), 0..30), 1..4),
+        prop::collection::vec(
+            prop::collection::vec((0u8..2, 0u8..5, -50i64..50), 0..30),
+            1..4,
+        ),
         prop::collection::vec(1usize..9, 1..6),
         prop::collection::vec(any::<u8>(), 16..64),
     )
-        .prop_map(|(partitions, cuts, choices)| Scenario { partitions, cuts, choices })
+        .prop_map(|(partitions, cuts, choices)| Scenario {
+            partitions,
+            cuts,
+            choices,
+        })
 }
 
 #[derive(Debug, Clone)]
@@ -57,7 +64,15 @@ async fn run(s: Scenario) -> Result<(), TestCaseError> {
         let evs: Vec<Ev> = evs
             .iter()
             .enumerate()
-            .map(|(o, (t, k, v))| ev(&format!("t{t}"), &format!("p{p}-k{k}"), p as i32, o as i64, *v))
+            .map(|(o, (t, k, v))| {
+                ev(
+                    &format!("t{t}"),
+                    &format!("p{p}-k{k}"),
+                    p as i32,
+                    o as i64,
+                    *v,
+                )
+            })
             .collect();
         stream.extend(evs.clone());
         let mut q = VecDeque::new();
@@ -94,7 +109,11 @@ async fn run(s: Scenario) -> Result<(), TestCaseError> {
                 }
                 2 => {
                     q.pop_front();
-                    let prev = delivered.iter().rev().find(|d| d[0].partition == b[0].partition).cloned();
+                    let prev = delivered
+                        .iter()
+                        .rev()
+                        .find(|d| d[0].partition == b[0].partition)
+                        .cloned();
                     let mut joined = prev.unwrap_or_default();
                     joined.extend(b.clone());
                     calls.push(Call::Merge(joined));
@@ -125,7 +144,10 @@ async fn run(s: Scenario) -> Result<(), TestCaseError> {
             let crasher = &crasher;
             async move {
                 match call {
-                    Call::Merge(b) => merge(w, b).await.map(|_| ()).map_err(|e| format!("merge failed: {e}")),
+                    Call::Merge(b) => merge(w, b)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| format!("merge failed: {e}")),
                     Call::Crash(b) => {
                         crasher.inject_fault(FaultPoint::AfterFilesWritten);
                         match merge(crasher, b).await {
@@ -133,7 +155,11 @@ async fn run(s: Scenario) -> Result<(), TestCaseError> {
                             other => Err(format!("crash injection did not crash: {other:?}")),
                         }
                     }
-                    Call::Compact => w.compact(None).await.map(|_| ()).map_err(|e| format!("compact failed: {e}")),
+                    Call::Compact => w
+                        .compact(None)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| format!("compact failed: {e}")),
                 }
             }
         });
@@ -142,7 +168,11 @@ async fn run(s: Scenario) -> Result<(), TestCaseError> {
         }
         let now = writers[0].committed_offsets().await.unwrap();
         for (p, o) in &last_offsets {
-            prop_assert!(now.get(p).is_some_and(|n| n >= o), "offset of {p} went from {o} to {:?}", now.get(p));
+            prop_assert!(
+                now.get(p).is_some_and(|n| n >= o),
+                "offset of {p} went from {o} to {:?}",
+                now.get(p)
+            );
         }
         last_offsets = now;
     }
@@ -173,7 +203,9 @@ async fn run(s: Scenario) -> Result<(), TestCaseError> {
     let mut cur = md.current_snapshot().cloned();
     while let Some(snap) = cur {
         chain.push(snap.clone());
-        cur = snap.parent_snapshot_id().and_then(|id| md.snapshot_by_id(id).cloned());
+        cur = snap
+            .parent_snapshot_id()
+            .and_then(|id| md.snapshot_by_id(id).cloned());
     }
     chain.reverse();
     let mut prev: BTreeMap<i32, i64> = BTreeMap::new();
@@ -182,9 +214,17 @@ async fn run(s: Scenario) -> Result<(), TestCaseError> {
             continue;
         };
         let m: BTreeMap<String, i64> = serde_json::from_str(v).unwrap();
-        let m: BTreeMap<i32, i64> = m.into_iter().map(|(k, v)| (k.parse().unwrap(), v)).collect();
+        let m: BTreeMap<i32, i64> = m
+            .into_iter()
+            .map(|(k, v)| (k.parse().unwrap(), v))
+            .collect();
         for (p, o) in &prev {
-            prop_assert!(m.get(p).is_some_and(|n| n >= o), "snapshot {}: offset {p} {o} -> {:?}", snap.snapshot_id(), m.get(p));
+            prop_assert!(
+                m.get(p).is_some_and(|n| n >= o),
+                "snapshot {}: offset {p} {o} -> {:?}",
+                snap.snapshot_id(),
+                m.get(p)
+            );
         }
         prev = m;
     }

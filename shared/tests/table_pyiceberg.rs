@@ -33,7 +33,9 @@ fn check(dir: &std::path::Path, stream: &[Ev], offsets: &str) {
 async fn pyiceberg_reads_exactly_what_refold_wrote() {
     let _ = python(); // fail first and clearly if the venv is missing
     let dir = tempfile::tempdir().unwrap();
-    let t = StateTable::open_or_create(config(dir.path(), "current_state")).await.unwrap();
+    let t = StateTable::open_or_create(config(dir.path(), "current_state"))
+        .await
+        .unwrap();
     let tenants = ["acme", "globex", "initech"];
     let mut stream = vec![];
     let mut next = [0i64; 2];
@@ -44,21 +46,32 @@ async fn pyiceberg_reads_exactly_what_refold_wrote() {
                     let o = next[p as usize];
                     next[p as usize] += 1;
                     let k = (i * 7 + round * 3) % 25;
-                    ev(tenants[(i % 3) as usize], &format!("order-{p}-{k:03}"), p, o, round * 100 + i)
+                    ev(
+                        tenants[(i % 3) as usize],
+                        &format!("order-{p}-{k:03}"),
+                        p,
+                        o,
+                        round * 100 + i,
+                    )
                 })
                 .collect();
             merge(&t, &batch).await.unwrap();
             stream.extend(batch);
         }
     }
-    assert_eq!(by_id(t.current_rows(None, None).await.unwrap()), reference(&stream));
+    assert_eq!(
+        by_id(t.current_rows(None, None).await.unwrap()),
+        reference(&stream)
+    );
     check(dir.path(), &stream, r#"{"0": 200, "1": 200}"#);
 
     let out = t.compact(None).await.unwrap();
     assert_eq!(out.partitions_compacted, vec![0, 1]);
     check(dir.path(), &stream, r#"{"0": 200, "1": 200}"#);
 
-    let batch: Vec<Ev> = (0..10i64).map(|i| ev("acme", &format!("order-0-{:03}", i * 2), 0, 200 + i, -i)).collect();
+    let batch: Vec<Ev> = (0..10i64)
+        .map(|i| ev("acme", &format!("order-0-{:03}", i * 2), 0, 200 + i, -i))
+        .collect();
     merge(&t, &batch).await.unwrap();
     stream.extend(batch);
     check(dir.path(), &stream, r#"{"0": 210, "1": 200}"#);

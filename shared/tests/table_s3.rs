@@ -46,17 +46,42 @@ async fn s3_warehouse_on_moto() {
     let mut stream = vec![];
     for round in 0..4i64 {
         let batch: Vec<Ev> = (0..20i64)
-            .map(|i| ev(if i % 2 == 0 { "acme" } else { "globex" }, &format!("o{}", (i + round) % 9), 0, round * 20 + i, i))
+            .map(|i| {
+                ev(
+                    if i % 2 == 0 { "acme" } else { "globex" },
+                    &format!("o{}", (i + round) % 9),
+                    0,
+                    round * 20 + i,
+                    i,
+                )
+            })
             .collect();
         merge(&t, &batch).await.unwrap();
         stream.extend(batch);
     }
-    let loc = t.iceberg_table().await.unwrap().metadata_location().unwrap().to_string();
-    assert!(loc.starts_with(&format!("s3://{bucket}/warehouse/domain/orders/current_state/metadata/")), "{loc}");
-    assert_eq!(by_id(t.current_rows(None, None).await.unwrap()), reference(&stream));
+    let loc = t
+        .iceberg_table()
+        .await
+        .unwrap()
+        .metadata_location()
+        .unwrap()
+        .to_string();
+    assert!(
+        loc.starts_with(&format!(
+            "s3://{bucket}/warehouse/domain/orders/current_state/metadata/"
+        )),
+        "{loc}"
+    );
+    assert_eq!(
+        by_id(t.current_rows(None, None).await.unwrap()),
+        reference(&stream)
+    );
     assert_eq!(iceberg_scan(&t).await, summarize(&reference(&stream)));
     t.compact(None).await.unwrap();
-    assert_eq!(by_id(t.current_rows(None, None).await.unwrap()), reference(&stream));
+    assert_eq!(
+        by_id(t.current_rows(None, None).await.unwrap()),
+        reference(&stream)
+    );
     t.tag_checkpoint("checkpoint-s3", 24).await.unwrap();
 
     let expect = dir.path().join("expect.jsonl");

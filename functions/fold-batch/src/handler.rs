@@ -16,11 +16,23 @@ use crate::metrics::BatchMetrics;
 /// Built once per container (pipeline compiled, table opened), shared by every invocation.
 pub struct FoldBatch {
     processor: BatchProcessor,
+    /// Write the CloudWatch EMF line to stdout after each batch (off for the local demo).
+    emit_metrics: bool,
 }
 
 impl FoldBatch {
     pub fn new(processor: BatchProcessor) -> Self {
-        Self { processor }
+        Self {
+            processor,
+            emit_metrics: true,
+        }
+    }
+
+    /// No EMF metrics lines on stdout: for runs outside Lambda that print their own report.
+    #[must_use]
+    pub fn without_metrics(mut self) -> Self {
+        self.emit_metrics = false;
+        self
     }
 
     pub fn processor(&self) -> &BatchProcessor {
@@ -79,7 +91,9 @@ impl FoldBatch {
             commit_ms: report.commit_ms,
             lag_ms: newest_ms.map(|t| now_ms - t),
         };
-        m.emit();
+        if self.emit_metrics {
+            m.emit();
+        }
         tracing::info!(
             pipeline = %pipeline,
             received = c.received,

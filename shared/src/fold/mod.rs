@@ -40,7 +40,10 @@ pub struct FoldError {
 
 impl FoldError {
     pub fn new(kind: FoldErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 }
 
@@ -93,7 +96,11 @@ impl<F: Fold> DynFold for F {
                     // A stored state this fold cannot read: every event of the key fails
                     // with the reason, and the stored state is kept as it is.
                     let errors = (0..key.events.len()).map(|i| (i, e.clone())).collect();
-                    return KeyFolded { state: Some(json.clone()), applied: 0, errors };
+                    return KeyFolded {
+                        state: Some(json.clone()),
+                        applied: 0,
+                        errors,
+                    };
                 }
             },
             None => F::State::default(),
@@ -107,7 +114,11 @@ impl<F: Fold> DynFold for F {
             }
         }
         let state = (applied > 0 || key.prior.is_some()).then(|| self.encode_state(&state));
-        KeyFolded { state, applied, errors }
+        KeyFolded {
+            state,
+            applied,
+            errors,
+        }
     }
 }
 
@@ -124,9 +135,14 @@ impl FoldProgram {
             FoldSource::Starlark { source, .. } => {
                 starlark::StarlarkFold::compile(source, limits).map(FoldProgram::Starlark)
             }
-            FoldSource::Native { name } => native::by_name(name).map(FoldProgram::Native).ok_or_else(|| {
-                format!("unknown native fold `{name}` (known: {})", native::NAMES.join(", "))
-            }),
+            FoldSource::Native { name } => native::by_name(name)
+                .map(FoldProgram::Native)
+                .ok_or_else(|| {
+                    format!(
+                        "unknown native fold `{name}` (known: {})",
+                        native::NAMES.join(", ")
+                    )
+                }),
         }
     }
 

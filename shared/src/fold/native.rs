@@ -55,7 +55,11 @@ impl Fold for OrderFold {
                         ));
                     }
                 };
-                *state = OrderState { status: Some(Cow::Borrowed("placed")), amount: Some(amount), rest: State::new() };
+                *state = OrderState {
+                    status: Some(Cow::Borrowed("placed")),
+                    amount: Some(amount),
+                    rest: State::new(),
+                };
             }
             "OrderCancelled" => state.status = Some(Cow::Borrowed("cancelled")),
             "OrderConfirmed" => state.status = Some(Cow::Borrowed("confirmed")),
@@ -78,13 +82,20 @@ impl Fold for OrderFold {
             }
         };
         let amount = rest.remove("amount");
-        Ok(OrderState { status, amount, rest })
+        Ok(OrderState {
+            status,
+            amount,
+            rest,
+        })
     }
 
     fn encode_state(&self, state: &OrderState) -> State {
         let mut out = state.rest.clone();
         if let Some(s) = &state.status {
-            out.insert("status".to_owned(), serde_json::Value::String(s.to_string()));
+            out.insert(
+                "status".to_owned(),
+                serde_json::Value::String(s.to_string()),
+            );
         }
         if let Some(a) = &state.amount {
             out.insert("amount".to_owned(), a.clone());

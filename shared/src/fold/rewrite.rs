@@ -34,11 +34,17 @@ pub fn rewrite_dict_unpacking(source: &str, file_name: &str) -> Result<String, S
 }
 
 fn opens(t: &Token) -> bool {
-    matches!(t, Token::OpeningCurly | Token::OpeningRound | Token::OpeningSquare)
+    matches!(
+        t,
+        Token::OpeningCurly | Token::OpeningRound | Token::OpeningSquare
+    )
 }
 
 fn closes(t: &Token) -> bool {
-    matches!(t, Token::ClosingCurly | Token::ClosingRound | Token::ClosingSquare)
+    matches!(
+        t,
+        Token::ClosingCurly | Token::ClosingRound | Token::ClosingSquare
+    )
 }
 
 /// Index of the bracket closing the one at `open`.
@@ -82,8 +88,16 @@ fn entries(tokens: &[Tok], open: usize, close: usize) -> Vec<(usize, usize)> {
 
 /// Copies tokens `[from, to)` into `out`, rewriting unpacking groups, and returns the byte
 /// offset up to which source text was consumed.
-fn emit(src: &str, tokens: &[Tok], from: usize, to: usize, out: &mut String) -> Result<usize, String> {
-    let Some(first) = tokens.get(from) else { return Ok(src.len()) };
+fn emit(
+    src: &str,
+    tokens: &[Tok],
+    from: usize,
+    to: usize,
+    out: &mut String,
+) -> Result<usize, String> {
+    let Some(first) = tokens.get(from) else {
+        return Ok(src.len());
+    };
     if from >= to {
         return Ok(first.0);
     }
@@ -94,13 +108,19 @@ fn emit(src: &str, tokens: &[Tok], from: usize, to: usize, out: &mut String) -> 
         if matches!(token, Token::OpeningCurly) {
             let close = matching_close(tokens, i)?;
             let parts = entries(tokens, i, close);
-            if parts.iter().any(|&(s, _)| matches!(tokens[s].1, Token::StarStar)) {
+            if parts
+                .iter()
+                .any(|&(s, _)| matches!(tokens[s].1, Token::StarStar))
+            {
                 out.push_str(&src[pos..*start]);
                 let group = merge_call(src, tokens, &parts)?;
                 let original = &src[*start..tokens[close].2];
                 out.push_str(&group);
                 // Keep the line count: newlines inside a call's parentheses are insignificant.
-                let missing = original.matches('\n').count().saturating_sub(group.matches('\n').count());
+                let missing = original
+                    .matches('\n')
+                    .count()
+                    .saturating_sub(group.matches('\n').count());
                 if missing > 0 {
                     out.pop(); // the closing ')'
                     out.push_str(&"\n".repeat(missing));
@@ -152,11 +172,20 @@ mod tests {
 
     #[test]
     fn rewrites_unpacking_and_keeps_everything_else() {
-        assert_eq!(rw(r#"x = {**s, "a": 1}"#), r#"x = __refold_merge__((s), {"a": 1})"#);
+        assert_eq!(
+            rw(r#"x = {**s, "a": 1}"#),
+            r#"x = __refold_merge__((s), {"a": 1})"#
+        );
         assert_eq!(rw("x = {**a, **b}"), "x = __refold_merge__((a), (b))");
-        assert_eq!(rw(r#"x = {"a": 1, **b}"#), r#"x = __refold_merge__({"a": 1}, (b))"#);
+        assert_eq!(
+            rw(r#"x = {"a": 1, **b}"#),
+            r#"x = __refold_merge__({"a": 1}, (b))"#
+        );
         assert_eq!(rw("x = {**a}"), "x = __refold_merge__((a))");
-        assert_eq!(rw(r#"f(**kw); x = {"a": {**b}}"#), r#"f(**kw); x = {"a": __refold_merge__((b))}"#);
+        assert_eq!(
+            rw(r#"f(**kw); x = {"a": {**b}}"#),
+            r#"f(**kw); x = {"a": __refold_merge__((b))}"#
+        );
         let plain = "def f(s, e):\n    # {**not, code}\n    return {\"s\": \"{**x}\"}\n";
         assert_eq!(rw(plain), plain);
     }
@@ -166,7 +195,10 @@ mod tests {
         let src = "x = {\n  **s,\n  \"a\": 1,\n}\ny = oops\n";
         let out = rw(src);
         assert_eq!(out.lines().count(), src.lines().count(), "{out}");
-        assert!(out.lines().nth(4).is_some_and(|l| l.contains("oops")), "{out}");
+        assert!(
+            out.lines().nth(4).is_some_and(|l| l.contains("oops")),
+            "{out}"
+        );
     }
 
     #[test]

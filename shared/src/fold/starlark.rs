@@ -60,7 +60,8 @@ impl StarlarkFold {
         let module = Module::with_temp_heap(|m| -> Result<FrozenModule, String> {
             {
                 let mut eval = Evaluator::new(&m);
-                eval.set_max_callstack_size(limits.max_call_depth).map_err(|e| e.to_string())?;
+                eval.set_max_callstack_size(limits.max_call_depth)
+                    .map_err(|e| e.to_string())?;
                 eval.eval_module(ast, &globals).map_err(|e| located(&e))?;
             }
             m.freeze().map_err(|e| format!("{e:?}"))
@@ -70,9 +71,15 @@ impl StarlarkFold {
             .map_err(|_| "the fold function must define `def fold(state, event):`".to_owned())?;
         let ty = fold.value().get_type();
         if ty != "function" {
-            return Err(format!("`fold` must be a function `def fold(state, event):`, got {ty}"));
+            return Err(format!(
+                "`fold` must be a function `def fold(state, event):`, got {ty}"
+            ));
         }
-        Ok(Self { _module: module, fold, limits: limits.clone() })
+        Ok(Self {
+            _module: module,
+            fold,
+            limits: limits.clone(),
+        })
     }
 
     /// Folds each key's events; see [`super::FoldProgram::fold_keys`].
@@ -87,7 +94,12 @@ impl StarlarkFold {
     }
 
     /// Folds keys on one heap until it is used up; returns when the heap should be dropped.
-    fn fold_on_heap<'v>(&self, m: &Module<'v>, keys: &[KeyEvents<'_, '_>], out: &mut Vec<KeyFolded>) {
+    fn fold_on_heap<'v>(
+        &self,
+        m: &Module<'v>,
+        keys: &[KeyEvents<'_, '_>],
+        out: &mut Vec<KeyFolded>,
+    ) {
         let heap = m.heap();
         // Allocating the owned value on the module's frozen heap keeps its owner alive as long
         // as this heap, and gives it this heap's lifetime.
@@ -119,7 +131,9 @@ impl StarlarkFold {
                 checks_left.set(checks_per_event);
                 let steps_before = eval.get_total_tick_count();
                 let ev = heap.alloc(StarEvent::new(event));
-                let result = catch_unwind(AssertUnwindSafe(|| eval.eval_function(fold, &[state, ev], &[])));
+                let result = catch_unwind(AssertUnwindSafe(|| {
+                    eval.eval_function(fold, &[state, ev], &[])
+                }));
                 let steps = eval.get_total_tick_count().saturating_sub(steps_before);
                 let outcome = match result {
                     Err(panic) => {
@@ -132,19 +146,28 @@ impl StarlarkFold {
                     Ok(_) if checks_left.get() == 0 || steps > self.limits.max_steps_per_event => {
                         Err(FoldError::new(
                             FoldErrorKind::LimitExceeded,
-                            format!("step limit exceeded: more than {} steps for one event", self.limits.max_steps_per_event),
+                            format!(
+                                "step limit exceeded: more than {} steps for one event",
+                                self.limits.max_steps_per_event
+                            ),
                         ))
                     }
                     Ok(_) if heap.peak_allocated_bytes() > heap_limit_bytes => {
                         heap_spoiled = true;
                         Err(FoldError::new(
                             FoldErrorKind::LimitExceeded,
-                            format!("heap limit exceeded: more than {} bytes", self.limits.max_heap_bytes),
+                            format!(
+                                "heap limit exceeded: more than {} bytes",
+                                self.limits.max_heap_bytes
+                            ),
                         ))
                     }
                     Ok(Err(e)) if is_stack_overflow(&e) => Err(FoldError::new(
                         FoldErrorKind::LimitExceeded,
-                        format!("call depth limit of {} exceeded", self.limits.max_call_depth),
+                        format!(
+                            "call depth limit of {} exceeded",
+                            self.limits.max_call_depth
+                        ),
                     )),
                     Ok(Err(e)) => Err(FoldError::new(FoldErrorKind::Raised, located(&e))),
                     // Checked per event, not only at the end of the key: a state must be storable
@@ -152,7 +175,11 @@ impl StarlarkFold {
                     Ok(Ok(v)) if DictRef::from_value(v).is_some() => check_json(v, 0).map(|()| v),
                     Ok(Ok(v)) => Err(FoldError::new(
                         FoldErrorKind::BadReturn,
-                        format!("fold must return a dict, got {} `{}`", v.get_type(), short(&v.to_repr())),
+                        format!(
+                            "fold must return a dict, got {} `{}`",
+                            v.get_type(),
+                            short(&v.to_repr())
+                        ),
                     )),
                 };
                 match outcome {
@@ -174,7 +201,11 @@ impl StarlarkFold {
                     .then(|| to_state(state))
                     .transpose();
                 let done = errors.last().map_or(0, |(i, _)| i + 1);
-                let mut folded = KeyFolded { state: None, applied, errors };
+                let mut folded = KeyFolded {
+                    state: None,
+                    applied,
+                    errors,
+                };
                 match state_json {
                     Ok(s) => folded.state = s,
                     Err(e) => {
@@ -184,17 +215,24 @@ impl StarlarkFold {
                     }
                 }
                 if done < key.events.len() {
-                    let rest = KeyEvents { prior: folded.state.as_ref(), events: &key.events[done..] };
+                    let rest = KeyEvents {
+                        prior: folded.state.as_ref(),
+                        events: &key.events[done..],
+                    };
                     let tail = self.fold_keys(std::slice::from_ref(&rest)).remove(0);
                     folded.applied += tail.applied;
-                    folded.errors.extend(tail.errors.into_iter().map(|(i, e)| (i + done, e)));
+                    folded
+                        .errors
+                        .extend(tail.errors.into_iter().map(|(i, e)| (i + done, e)));
                     folded.state = tail.state.or(folded.state);
                 }
                 out.push(folded);
                 return;
             }
             out.push(self.finish_key(key, state, applied, errors));
-            if events_on_heap >= EVENTS_PER_HEAP_MAX || heap.allocated_bytes() > heap_limit_bytes / 2 {
+            if events_on_heap >= EVENTS_PER_HEAP_MAX
+                || heap.allocated_bytes() > heap_limit_bytes / 2
+            {
                 return;
             }
         }
@@ -203,12 +241,26 @@ impl StarlarkFold {
     /// Converts a key's final state to JSON. Every returned state was checked with
     /// [`check_json`], so this cannot fail short of a bug; if it does, the key keeps its
     /// prior state and every event of it is reported, rather than a panic.
-    fn finish_key(&self, key: &KeyEvents<'_, '_>, state: Value<'_>, applied: usize, errors: Vec<(usize, FoldError)>) -> KeyFolded {
+    fn finish_key(
+        &self,
+        key: &KeyEvents<'_, '_>,
+        state: Value<'_>,
+        applied: usize,
+        errors: Vec<(usize, FoldError)>,
+    ) -> KeyFolded {
         if applied == 0 && key.prior.is_none() {
-            return KeyFolded { state: None, applied, errors };
+            return KeyFolded {
+                state: None,
+                applied,
+                errors,
+            };
         }
         match to_state(state) {
-            Ok(s) => KeyFolded { state: Some(s), applied, errors },
+            Ok(s) => KeyFolded {
+                state: Some(s),
+                applied,
+                errors,
+            },
             Err(e) => KeyFolded {
                 state: key.prior.cloned(),
                 applied: 0,
@@ -228,7 +280,9 @@ fn globals() -> Globals {
 fn merge_globals(builder: &mut GlobalsBuilder) {
     /// `{**a, "k": v, **b}` == `__refold_merge__((a), {"k": v}, (b))`: a new dict, later keys
     /// win, first insertion order kept, and Python's error for a non-mapping.
-    fn __refold_merge__<'v>(#[starlark(args)] parts: UnpackTuple<Value<'v>>) -> starlark::Result<Dict<'v>> {
+    fn __refold_merge__<'v>(
+        #[starlark(args)] parts: UnpackTuple<Value<'v>>,
+    ) -> starlark::Result<Dict<'v>> {
         let mut out = Dict::default();
         for part in parts.items {
             let dict = DictRef::from_value(part).ok_or_else(|| {
@@ -297,7 +351,12 @@ mod event {
 
     impl fmt::Display for StarEvent {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "event({}, {})", self.envelope().event_type, self.envelope().event_id)
+            write!(
+                f,
+                "event({}, {})",
+                self.envelope().event_type,
+                self.envelope().event_id
+            )
         }
     }
 
@@ -335,14 +394,18 @@ fn alloc_json<'v>(heap: Heap<'v>, j: &Json<'_>) -> Value<'v> {
         Json::Float(f) => heap.alloc(StarlarkFloat(*f)),
         Json::Str(s) => heap.alloc_str(s).to_value(),
         Json::Array(items) => heap.alloc(AllocList(items.iter().map(|x| alloc_json(heap, x)))),
-        Json::Object(fields) => {
-            heap.alloc(AllocDict(fields.iter().map(|(k, v)| (heap.alloc_str(k).to_value(), alloc_json(heap, v)))))
-        }
+        Json::Object(fields) => heap.alloc(AllocDict(
+            fields
+                .iter()
+                .map(|(k, v)| (heap.alloc_str(k).to_value(), alloc_json(heap, v))),
+        )),
     }
 }
 
 fn alloc_state<'v>(heap: Heap<'v>, state: &State) -> Value<'v> {
-    heap.alloc(AllocDict(state.iter().map(|(k, v)| (heap.alloc_str(k).to_value(), alloc_value(heap, v)))))
+    heap.alloc(AllocDict(state.iter().map(|(k, v)| {
+        (heap.alloc_str(k).to_value(), alloc_value(heap, v))
+    })))
 }
 
 fn alloc_value<'v>(heap: Heap<'v>, v: &serde_json::Value) -> Value<'v> {
@@ -375,7 +438,9 @@ fn bad_return(message: String) -> FoldError {
 fn to_json(v: Value<'_>, depth: usize) -> Result<serde_json::Value, FoldError> {
     use serde_json::Value as J;
     if depth > STATE_DEPTH_MAX {
-        return Err(bad_return(format!("state nested deeper than {STATE_DEPTH_MAX} levels")));
+        return Err(bad_return(format!(
+            "state nested deeper than {STATE_DEPTH_MAX} levels"
+        )));
     }
     if v.is_none() {
         return Ok(J::Null);
@@ -389,19 +454,29 @@ fn to_json(v: Value<'_>, depth: usize) -> Result<serde_json::Value, FoldError> {
     if let Some(f) = v.downcast_ref::<StarlarkFloat>() {
         return serde_json::Number::from_f64(f.0)
             .map(J::Number)
-            .ok_or_else(|| bad_return(format!("state holds the float {}, which JSON cannot represent", f.0)));
+            .ok_or_else(|| {
+                bad_return(format!(
+                    "state holds the float {}, which JSON cannot represent",
+                    f.0
+                ))
+            });
     }
     if v.get_type() == "int" {
         return match i64::unpack_value(v) {
             Ok(Some(i)) => Ok(J::from(i)),
-            _ => Err(bad_return(format!("state holds the integer {v}, beyond 64 bits"))),
+            _ => Err(bad_return(format!(
+                "state holds the integer {v}, beyond 64 bits"
+            ))),
         };
     }
     if let Some(d) = DictRef::from_value(v) {
         let mut m = serde_json::Map::new();
         for (k, x) in d.iter() {
             let Some(k) = k.unpack_str() else {
-                return Err(bad_return(format!("state keys must be strings, got {} `{k}`", k.get_type())));
+                return Err(bad_return(format!(
+                    "state keys must be strings, got {} `{k}`",
+                    k.get_type()
+                )));
             };
             m.insert(k.to_owned(), to_json(x, depth + 1)?);
         }
@@ -411,23 +486,40 @@ fn to_json(v: Value<'_>, depth: usize) -> Result<serde_json::Value, FoldError> {
         .map(|l| l.iter().collect())
         .or_else(|| TupleRef::from_value(v).map(|t| t.iter().collect()));
     if let Some(items) = items {
-        return items.into_iter().map(|x| to_json(x, depth + 1)).collect::<Result<_, _>>().map(J::Array);
+        return items
+            .into_iter()
+            .map(|x| to_json(x, depth + 1))
+            .collect::<Result<_, _>>()
+            .map(J::Array);
     }
-    Err(bad_return(format!("state holds a {} `{}`, which is not a JSON value", v.get_type(), short(&v.to_repr()))))
+    Err(bad_return(format!(
+        "state holds a {} `{}`, which is not a JSON value",
+        v.get_type(),
+        short(&v.to_repr())
+    )))
 }
 
 /// Checks, without building anything, that `v` converts to JSON (see [`to_json`]).
 fn check_json(v: Value<'_>, depth: usize) -> Result<(), FoldError> {
     if depth > STATE_DEPTH_MAX {
-        return Err(bad_return(format!("state nested deeper than {STATE_DEPTH_MAX} levels")));
+        return Err(bad_return(format!(
+            "state nested deeper than {STATE_DEPTH_MAX} levels"
+        )));
     }
-    if v.is_none() || v.unpack_bool().is_some() || v.unpack_str().is_some() || v.unpack_i32().is_some() {
+    if v.is_none()
+        || v.unpack_bool().is_some()
+        || v.unpack_str().is_some()
+        || v.unpack_i32().is_some()
+    {
         return Ok(());
     }
     if let Some(d) = DictRef::from_value(v) {
         for (k, x) in d.iter() {
             if k.unpack_str().is_none() {
-                return Err(bad_return(format!("state keys must be strings, got {} `{k}`", k.get_type())));
+                return Err(bad_return(format!(
+                    "state keys must be strings, got {} `{k}`",
+                    k.get_type()
+                )));
             }
             check_json(x, depth + 1)?;
         }
@@ -444,7 +536,11 @@ fn check_json(v: Value<'_>, depth: usize) -> Result<(), FoldError> {
 }
 
 fn short(s: &str) -> String {
-    if s.chars().count() > 60 { format!("{}…", s.chars().take(60).collect::<String>()) } else { s.to_owned() }
+    if s.chars().count() > 60 {
+        format!("{}…", s.chars().take(60).collect::<String>())
+    } else {
+        s.to_owned()
+    }
 }
 
 fn is_stack_overflow(e: &starlark::Error) -> bool {

@@ -21,8 +21,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use iceberg::io::{FileIO, FileIOBuilder};
 use iceberg::spec::TableMetadata;
-use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent, TableRequirement, TableUpdate};
-use iceberg_catalog_sql::{SQL_CATALOG_PROP_BIND_STYLE, SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE, SqlCatalogBuilder};
+use iceberg::{
+    Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent, TableRequirement,
+    TableUpdate,
+};
+use iceberg_catalog_sql::{
+    SQL_CATALOG_PROP_BIND_STYLE, SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE,
+    SqlCatalogBuilder,
+};
 use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
@@ -131,7 +137,10 @@ impl CatalogSwap for SqlCatalogSwap {
         match res.rows_affected() {
             0 => Ok(false),
             1 => Ok(true),
-            n => Err(Error::new(ErrorKind::Internal, format!("catalog swap changed {n} rows of {}", req.ident))),
+            n => Err(Error::new(
+                ErrorKind::Internal,
+                format!("catalog swap changed {n} rows of {}", req.ident),
+            )),
         }
     }
 }
@@ -149,7 +158,10 @@ fn storage_props(s: &StorageConfig) -> HashMap<String, String> {
     put(iceberg::io::S3_SECRET_ACCESS_KEY, &s.s3_secret_access_key);
     put(iceberg::io::S3_SESSION_TOKEN, &s.s3_session_token);
     if s.s3_path_style {
-        p.insert(iceberg::io::S3_PATH_STYLE_ACCESS.to_string(), "true".to_string());
+        p.insert(
+            iceberg::io::S3_PATH_STYLE_ACCESS.to_string(),
+            "true".to_string(),
+        );
     }
     p
 }
@@ -163,8 +175,12 @@ fn sqlx_uri(uri: &str) -> Result<String> {
     if let Some(rest) = uri.strip_prefix("sqlite:") {
         let path = rest.trim_start_matches("//");
         let path = path.split('?').next().unwrap_or(path);
-        if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).io(|| format!("create catalog folder {}", dir.display()))?;
+        if let Some(dir) = std::path::Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)
+                .io(|| format!("create catalog folder {}", dir.display()))?;
         }
         if !uri.contains("mode=") {
             let sep = if uri.contains('?') { '&' } else { '?' };
@@ -177,7 +193,12 @@ fn sqlx_uri(uri: &str) -> Result<String> {
 /// Opens the catalog's compare-and-set and the FileIO for its warehouse.
 pub(crate) async fn connect(cfg: &CatalogConfig) -> Result<(Arc<dyn CatalogSwap>, FileIO)> {
     match cfg {
-        CatalogConfig::Sql { uri, warehouse, catalog_name, storage } => {
+        CatalogConfig::Sql {
+            uri,
+            warehouse,
+            catalog_name,
+            storage,
+        } => {
             let file_io = FileIOBuilder::new(Arc::new(OpenDalResolvingStorageFactory::new()))
                 .with_props(storage_props(storage))
                 .build();
@@ -191,7 +212,11 @@ pub(crate) async fn connect(cfg: &CatalogConfig) -> Result<(Arc<dyn CatalogSwap>
                 .connect(&uri)
                 .await
                 .io(|| format!("connect to catalog {}", redact(&uri)))?;
-            let swap = SqlCatalogSwap { pool, catalog_name: catalog_name.clone(), postgres: is_postgres(&uri) };
+            let swap = SqlCatalogSwap {
+                pool,
+                catalog_name: catalog_name.clone(),
+                postgres: is_postgres(&uri),
+            };
             // A fresh database has no catalog tables yet: iceberg-rust's SqlCatalog creates them
             // (iceberg_tables, iceberg_namespace_properties) as other SQL-catalog clients expect.
             if swap.probe().await.is_err() {
@@ -203,11 +228,23 @@ pub(crate) async fn connect(cfg: &CatalogConfig) -> Result<(Arc<dyn CatalogSwap>
 }
 
 async fn sql_catalog(cfg: &CatalogConfig) -> Result<iceberg_catalog_sql::SqlCatalog> {
-    let CatalogConfig::Sql { uri, warehouse, catalog_name, storage } = cfg;
+    let CatalogConfig::Sql {
+        uri,
+        warehouse,
+        catalog_name,
+        storage,
+    } = cfg;
     let mut props = storage_props(storage);
     props.insert(SQL_CATALOG_PROP_URI.to_string(), sqlx_uri(uri)?);
-    props.insert(SQL_CATALOG_PROP_WAREHOUSE.to_string(), warehouse.trim_end_matches('/').to_string());
-    let style = if is_postgres(uri) { "DollarNumeric" } else { "QMark" };
+    props.insert(
+        SQL_CATALOG_PROP_WAREHOUSE.to_string(),
+        warehouse.trim_end_matches('/').to_string(),
+    );
+    let style = if is_postgres(uri) {
+        "DollarNumeric"
+    } else {
+        "QMark"
+    };
     props.insert(SQL_CATALOG_PROP_BIND_STYLE.to_string(), style.to_string());
     props.insert("pool.max-connections".to_string(), "2".to_string());
     SqlCatalogBuilder::default()
@@ -230,18 +267,37 @@ fn redact(uri: &str) -> String {
 }
 
 pub(crate) async fn read_metadata(io: &FileIO, location: &str) -> Result<Loaded> {
-    let md = TableMetadata::read_from(io, location).await.io(|| format!("read table metadata {location}"))?;
-    Ok(Loaded { metadata: Arc::new(md), location: location.to_string() })
+    let md = TableMetadata::read_from(io, location)
+        .await
+        .io(|| format!("read table metadata {location}"))?;
+    Ok(Loaded {
+        metadata: Arc::new(md),
+        location: location.to_string(),
+    })
 }
 
 /// Creates namespace and table (tolerating a concurrent creator) and loads it.
-pub(crate) async fn create_table(cfg: &CatalogConfig, ident: &TableIdent, layout: &TableLayout) -> Result<Loaded> {
+pub(crate) async fn create_table(
+    cfg: &CatalogConfig,
+    ident: &TableIdent,
+    layout: &TableLayout,
+) -> Result<Loaded> {
     let cat = sql_catalog(cfg).await?;
     let ns: &NamespaceIdent = ident.namespace();
-    if !cat.namespace_exists(ns).await.io(|| format!("check namespace {ns:?}"))? {
+    if !cat
+        .namespace_exists(ns)
+        .await
+        .io(|| format!("check namespace {ns:?}"))?
+    {
         if let Err(e) = cat.create_namespace(ns, HashMap::new()).await {
-            if !cat.namespace_exists(ns).await.io(|| format!("check namespace {ns:?}"))? {
-                return Err(Error::new(ErrorKind::Io, format!("create namespace {ns:?}")).with_source(e));
+            if !cat
+                .namespace_exists(ns)
+                .await
+                .io(|| format!("check namespace {ns:?}"))?
+            {
+                return Err(
+                    Error::new(ErrorKind::Io, format!("create namespace {ns:?}")).with_source(e),
+                );
             }
         }
     }
@@ -256,9 +312,18 @@ pub(crate) async fn create_table(cfg: &CatalogConfig, ident: &TableIdent, layout
         Ok(t) => t,
         Err(e) => match cat.load_table(ident).await {
             Ok(t) => t, // created concurrently by another invocation
-            Err(_) => return Err(Error::new(ErrorKind::Io, format!("create table {ident}")).with_source(e)),
+            Err(_) => {
+                return Err(
+                    Error::new(ErrorKind::Io, format!("create table {ident}")).with_source(e)
+                );
+            }
         },
     };
-    let location = table.metadata_location_result().io(|| "metadata location of the new table".into())?;
-    Ok(Loaded { metadata: table.metadata_ref(), location: location.to_string() })
+    let location = table
+        .metadata_location_result()
+        .io(|| "metadata location of the new table".into())?;
+    Ok(Loaded {
+        metadata: table.metadata_ref(),
+        location: location.to_string(),
+    })
 }

@@ -18,8 +18,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use iceberg::io::FileIO;
 use iceberg::spec::{
-    DataFile, MAIN_BRANCH, ManifestContentType, ManifestFile, ManifestWriter, ManifestWriterBuilder, Operation,
-    Snapshot, SnapshotReference, SnapshotRetention, SnapshotSummaryCollector, Summary, TableMetadata,
+    DataFile, MAIN_BRANCH, ManifestContentType, ManifestFile, ManifestWriter,
+    ManifestWriterBuilder, Operation, Snapshot, SnapshotReference, SnapshotRetention,
+    SnapshotSummaryCollector, Summary, TableMetadata,
 };
 use iceberg::{MetadataLocation, TableIdent, TableRequirement};
 
@@ -42,13 +43,18 @@ pub struct SnapshotChange {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitResult {
-    Committed { snapshot_id: i64 },
+    Committed {
+        snapshot_id: i64,
+    },
     /// The compare-and-set lost, or the base no longer fits; nothing was published.
     Lost(String),
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn new_snapshot_id(md: &TableMetadata) -> i64 {
@@ -65,15 +71,31 @@ fn new_snapshot_id(md: &TableMetadata) -> i64 {
 fn add_totals(parent: Option<&Summary>, props: &mut HashMap<String, String>) {
     const KEYS: [(&str, &str, &str); 6] = [
         ("total-data-files", "added-data-files", "deleted-data-files"),
-        ("total-delete-files", "added-delete-files", "removed-delete-files"),
+        (
+            "total-delete-files",
+            "added-delete-files",
+            "removed-delete-files",
+        ),
         ("total-records", "added-records", "deleted-records"),
         ("total-files-size", "added-files-size", "removed-files-size"),
-        ("total-equality-deletes", "added-equality-deletes", "removed-equality-deletes"),
-        ("total-position-deletes", "added-position-deletes", "removed-position-deletes"),
+        (
+            "total-equality-deletes",
+            "added-equality-deletes",
+            "removed-equality-deletes",
+        ),
+        (
+            "total-position-deletes",
+            "added-position-deletes",
+            "removed-position-deletes",
+        ),
     ];
-    let get = |m: &HashMap<String, String>, k: &str| m.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+    let get = |m: &HashMap<String, String>, k: &str| {
+        m.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0)
+    };
     for (total, added, removed) in KEYS {
-        let prev = parent.map(|s| get(&s.additional_properties, total)).unwrap_or(0);
+        let prev = parent
+            .map(|s| get(&s.additional_properties, total))
+            .unwrap_or(0);
         let v = prev + get(props, added) - get(props, removed);
         props.insert(total.to_string(), v.max(0).to_string());
     }
@@ -88,17 +110,26 @@ async fn publish(
     builder: iceberg::spec::TableMetadataBuilder,
     mut written: Vec<String>,
 ) -> Result<bool> {
-    let built = builder.build().kind(ErrorKind::Internal, || "build table metadata".into())?;
+    let built = builder
+        .build()
+        .kind(ErrorKind::Internal, || "build table metadata".into())?;
     let new_md = built.metadata;
     let new_loc = MetadataLocation::from_str(&base.location)
-        .kind(ErrorKind::Internal, || format!("parse metadata location {}", base.location))?
+        .kind(ErrorKind::Internal, || {
+            format!("parse metadata location {}", base.location)
+        })?
         .with_next_version()
         .with_new_metadata(&new_md);
-    new_md.write_to(io, &new_loc).await.io(|| format!("write {new_loc}"))?;
+    new_md
+        .write_to(io, &new_loc)
+        .await
+        .io(|| format!("write {new_loc}"))?;
     let new_loc = new_loc.to_string();
     written.push(new_loc.clone());
     let requirements = vec![
-        TableRequirement::UuidMatch { uuid: base.metadata.uuid() },
+        TableRequirement::UuidMatch {
+            uuid: base.metadata.uuid(),
+        },
         TableRequirement::RefSnapshotIdMatch {
             r#ref: MAIN_BRANCH.to_string(),
             snapshot_id: base.metadata.current_snapshot_id(),
@@ -138,21 +169,22 @@ pub async fn commit_snapshot(
     let commit_uuid = uuid::Uuid::new_v4();
     let mut written: Vec<String> = vec![];
     let mut n = 0;
-    let mut new_writer = |content: ManifestContentType, written: &mut Vec<String>| -> Result<ManifestWriter> {
-        n += 1;
-        let path = format!("{}/metadata/{commit_uuid}-m{n}.avro", md.location());
-        written.push(path.clone());
-        let b = ManifestWriterBuilder::new(
-            io.new_output(&path).io(|| format!("create {path}"))?,
-            Some(snapshot_id),
-            schema.clone(),
-            spec.as_ref().clone(),
-        );
-        Ok(match content {
-            ManifestContentType::Data => b.build_v2_data(),
-            ManifestContentType::Deletes => b.build_v2_deletes(),
-        })
-    };
+    let mut new_writer =
+        |content: ManifestContentType, written: &mut Vec<String>| -> Result<ManifestWriter> {
+            n += 1;
+            let path = format!("{}/metadata/{commit_uuid}-m{n}.avro", md.location());
+            written.push(path.clone());
+            let b = ManifestWriterBuilder::new(
+                io.new_output(&path).io(|| format!("create {path}"))?,
+                Some(snapshot_id),
+                schema.clone(),
+                spec.as_ref().clone(),
+            );
+            Ok(match content {
+                ManifestContentType::Data => b.build_v2_data(),
+                ManifestContentType::Deletes => b.build_v2_deletes(),
+            })
+        };
     // 1) carry forward
     let mut manifests: Vec<ManifestFile> = vec![];
     let mut removed: Vec<DataFile> = vec![];
@@ -166,7 +198,11 @@ pub async fn commit_snapshot(
             continue;
         }
         let m = cache.get(io, &mf).await?;
-        if !m.entries().iter().any(|e| e.is_alive() && change.removed_paths.contains(e.file_path())) {
+        if !m
+            .entries()
+            .iter()
+            .any(|e| e.is_alive() && change.removed_paths.contains(e.file_path()))
+        {
             manifests.push(mf);
             continue;
         }
@@ -175,7 +211,9 @@ pub async fn commit_snapshot(
             if !e.is_alive() {
                 continue;
             }
-            let data_seq = e.sequence_number().ok_or_else(|| Error::new(ErrorKind::Io, "entry without sequence number"))?;
+            let data_seq = e
+                .sequence_number()
+                .ok_or_else(|| Error::new(ErrorKind::Io, "entry without sequence number"))?;
             let file_seq = e.file_sequence_number.or(Some(data_seq));
             if change.removed_paths.contains(e.file_path()) {
                 w.add_delete_file(e.data_file().clone(), data_seq, file_seq)
@@ -187,7 +225,11 @@ pub async fn commit_snapshot(
                     .kind(ErrorKind::Internal, || "manifest existing entry".into())?;
             }
         }
-        manifests.push(w.write_manifest_file().await.io(|| "write manifest".into())?);
+        manifests.push(
+            w.write_manifest_file()
+                .await
+                .io(|| "write manifest".into())?,
+        );
     }
     if removed.len() != change.removed_paths.len() {
         super::writer::delete_files_best_effort(io, written.into_iter()).await;
@@ -202,29 +244,45 @@ pub async fn commit_snapshot(
     if !change.added_data.is_empty() {
         let mut w = new_writer(ManifestContentType::Data, &mut written)?;
         for f in &change.added_data {
-            w.add_file(f.clone(), seq).kind(ErrorKind::Internal, || "manifest data entry".into())?;
+            w.add_file(f.clone(), seq)
+                .kind(ErrorKind::Internal, || "manifest data entry".into())?;
         }
-        manifests.push(w.write_manifest_file().await.io(|| "write data manifest".into())?);
+        manifests.push(
+            w.write_manifest_file()
+                .await
+                .io(|| "write data manifest".into())?,
+        );
     }
     if !change.added_deletes.is_empty() {
         let mut w = new_writer(ManifestContentType::Deletes, &mut written)?;
         for f in &change.added_deletes {
-            w.add_file(f.clone(), seq).kind(ErrorKind::Internal, || "manifest delete entry".into())?;
+            w.add_file(f.clone(), seq)
+                .kind(ErrorKind::Internal, || "manifest delete entry".into())?;
         }
-        manifests.push(w.write_manifest_file().await.io(|| "write delete manifest".into())?);
+        manifests.push(
+            w.write_manifest_file()
+                .await
+                .io(|| "write delete manifest".into())?,
+        );
     }
 
     // 3) manifest list, snapshot, metadata
-    let list_path = format!("{}/metadata/snap-{snapshot_id}-1-{commit_uuid}.avro", md.location());
+    let list_path = format!(
+        "{}/metadata/snap-{snapshot_id}-1-{commit_uuid}.avro",
+        md.location()
+    );
     written.push(list_path.clone());
-    let out = io.new_output(&list_path).io(|| format!("create {list_path}"))?;
+    let out = io
+        .new_output(&list_path)
+        .io(|| format!("create {list_path}"))?;
     let mut lw = iceberg::spec::ManifestListWriter::v2(
         out.writer().await.io(|| format!("create {list_path}"))?,
         snapshot_id,
         parent.as_ref().map(|p| p.snapshot_id()),
         seq,
     );
-    lw.add_manifests(manifests.into_iter()).kind(ErrorKind::Internal, || "manifest list".into())?;
+    lw.add_manifests(manifests.into_iter())
+        .kind(ErrorKind::Internal, || "manifest list".into())?;
     lw.close().await.io(|| format!("write {list_path}"))?;
 
     let mut coll = SnapshotSummaryCollector::default();
@@ -243,7 +301,10 @@ pub async fn commit_snapshot(
         .with_sequence_number(seq)
         .with_timestamp_ms(now_ms().max(md.last_updated_ms()))
         .with_manifest_list(list_path)
-        .with_summary(Summary { operation: change.operation.clone(), additional_properties: props })
+        .with_summary(Summary {
+            operation: change.operation.clone(),
+            additional_properties: props,
+        })
         .with_schema_id(schema.schema_id())
         .build();
     let builder = md
@@ -261,10 +322,13 @@ pub async fn commit_snapshot(
 /// The table's references (branches and tags). `TableMetadata` has no public accessor for
 /// all of them, so they are read from its (public) serialized form.
 pub fn refs(md: &TableMetadata) -> Result<HashMap<String, SnapshotReference>> {
-    let v = serde_json::to_value(md).kind(ErrorKind::Internal, || "serialize table metadata".into())?;
+    let v =
+        serde_json::to_value(md).kind(ErrorKind::Internal, || "serialize table metadata".into())?;
     match v.get("refs") {
         None | Some(serde_json::Value::Null) => Ok(HashMap::new()),
-        Some(r) => serde_json::from_value(r.clone()).kind(ErrorKind::Io, || "table metadata refs".into()),
+        Some(r) => {
+            serde_json::from_value(r.clone()).kind(ErrorKind::Io, || "table metadata refs".into())
+        }
     }
 }
 
@@ -274,7 +338,10 @@ pub fn checkpoint_tags(md: &TableMetadata) -> Result<Vec<(String, i64, i64)>> {
         .into_iter()
         .filter(|(name, r)| name.starts_with(CHECKPOINT_TAG_PREFIX) && !r.is_branch())
         .map(|(name, r)| {
-            let ts = md.snapshot_by_id(r.snapshot_id).map(|s| s.timestamp_ms()).unwrap_or(0);
+            let ts = md
+                .snapshot_by_id(r.snapshot_id)
+                .map(|s| s.timestamp_ms())
+                .unwrap_or(0);
             (name, r.snapshot_id, ts)
         })
         .collect();
@@ -293,10 +360,15 @@ pub async fn commit_checkpoint_tag(
 ) -> Result<CommitResult> {
     let md = base.metadata.as_ref();
     let Some(cur) = md.current_snapshot() else {
-        return Err(Error::new(ErrorKind::InvalidInput, "the table has no snapshot to tag"));
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "the table has no snapshot to tag",
+        ));
     };
     if let Some(existing) = md.snapshot_for_ref(name) {
-        return Ok(CommitResult::Committed { snapshot_id: existing.snapshot_id() });
+        return Ok(CommitResult::Committed {
+            snapshot_id: existing.snapshot_id(),
+        });
     }
     let mut tags = checkpoint_tags(md)?;
     tags.push((name.to_string(), cur.snapshot_id(), i64::MAX)); // the new one is the newest
@@ -304,13 +376,23 @@ pub async fn commit_checkpoint_tag(
     let mut builder = md
         .clone()
         .into_builder(Some(base.location.clone()))
-        .set_ref(name, SnapshotReference::new(cur.snapshot_id(), SnapshotRetention::Tag { max_ref_age_ms: None }))
+        .set_ref(
+            name,
+            SnapshotReference::new(
+                cur.snapshot_id(),
+                SnapshotRetention::Tag {
+                    max_ref_age_ms: None,
+                },
+            ),
+        )
         .kind(ErrorKind::Internal, || "set tag".into())?;
     for (old, _, _) in tags.iter().take(drop_n) {
         builder = builder.remove_ref(old);
     }
     if publish(io, catalog, ident, base, builder, vec![]).await? {
-        Ok(CommitResult::Committed { snapshot_id: cur.snapshot_id() })
+        Ok(CommitResult::Committed {
+            snapshot_id: cur.snapshot_id(),
+        })
     } else {
         Ok(CommitResult::Lost("catalog pointer moved".into()))
     }
@@ -335,17 +417,36 @@ pub async fn commit_expire_snapshots(
             break;
         }
         keep.insert(s.snapshot_id());
-        cur = s.parent_snapshot_id().and_then(|id| md.snapshot_by_id(id).cloned());
+        cur = s
+            .parent_snapshot_id()
+            .and_then(|id| md.snapshot_by_id(id).cloned());
     }
     keep.extend(refs(md)?.values().map(|r| r.snapshot_id));
-    let expired: Vec<i64> = md.snapshots().map(|s| s.snapshot_id()).filter(|id| !keep.contains(id)).collect();
+    let expired: Vec<i64> = md
+        .snapshots()
+        .map(|s| s.snapshot_id())
+        .filter(|id| !keep.contains(id))
+        .collect();
     if expired.is_empty() {
-        return Ok((CommitResult::Committed { snapshot_id: md.current_snapshot_id().unwrap_or(0) }, 0));
+        return Ok((
+            CommitResult::Committed {
+                snapshot_id: md.current_snapshot_id().unwrap_or(0),
+            },
+            0,
+        ));
     }
-    let builder = md.clone().into_builder(Some(base.location.clone())).remove_snapshots(&expired);
+    let builder = md
+        .clone()
+        .into_builder(Some(base.location.clone()))
+        .remove_snapshots(&expired);
     let n = expired.len();
     if publish(io, catalog, ident, base, builder, vec![]).await? {
-        Ok((CommitResult::Committed { snapshot_id: md.current_snapshot_id().unwrap_or(0) }, n))
+        Ok((
+            CommitResult::Committed {
+                snapshot_id: md.current_snapshot_id().unwrap_or(0),
+            },
+            n,
+        ))
     } else {
         Ok((CommitResult::Lost("catalog pointer moved".into()), 0))
     }

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use iceberg::io::FileIO;
 use iceberg::spec::{
-    DataContentType, DataFile, Datum, Manifest, ManifestFile, ManifestList, PrimitiveLiteral, PrimitiveType,
-    TableMetadata,
+    DataContentType, DataFile, Datum, Manifest, ManifestFile, ManifestList, PrimitiveLiteral,
+    PrimitiveType, TableMetadata,
 };
 
 use super::ResultExt;
@@ -35,7 +35,11 @@ pub struct LiveFiles {
 
 impl LiveFiles {
     pub fn all_paths(&self) -> Vec<String> {
-        self.data.iter().chain(self.deletes.iter()).map(|f| f.file.file_path().to_string()).collect()
+        self.data
+            .iter()
+            .chain(self.deletes.iter())
+            .map(|f| f.file.file_path().to_string())
+            .collect()
     }
 
     /// Partitions with delete files or more than one data file.
@@ -51,7 +55,10 @@ impl LiveFiles {
                 n.entry(p).or_default().1 += 1;
             }
         }
-        n.into_iter().filter(|(_, (d, x))| *d > 1 || *x > 0).map(|(p, _)| p).collect()
+        n.into_iter()
+            .filter(|(_, (d, x))| *d > 1 || *x > 0)
+            .map(|(p, _)| p)
+            .collect()
     }
 }
 
@@ -64,14 +71,26 @@ pub struct ManifestCache {
 
 impl ManifestCache {
     pub fn new(max: usize) -> Self {
-        Self { inner: Mutex::new(HashMap::new()), max }
+        Self {
+            inner: Mutex::new(HashMap::new()),
+            max,
+        }
     }
 
     pub async fn get(&self, io: &FileIO, mf: &ManifestFile) -> Result<Arc<Manifest>> {
-        if let Some(m) = self.inner.lock().ok().and_then(|c| c.get(&mf.manifest_path).cloned()) {
+        if let Some(m) = self
+            .inner
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&mf.manifest_path).cloned())
+        {
             return Ok(m);
         }
-        let m = Arc::new(mf.load_manifest(io).await.io(|| format!("read manifest {}", mf.manifest_path))?);
+        let m = Arc::new(
+            mf.load_manifest(io)
+                .await
+                .io(|| format!("read manifest {}", mf.manifest_path))?,
+        );
         if self.max > 0
             && let Ok(mut c) = self.inner.lock()
         {
@@ -157,7 +176,10 @@ pub async fn live_files(
             let lf = LiveFile {
                 file: f.clone(),
                 data_seq: e.sequence_number().ok_or_else(|| {
-                    Error::new(ErrorKind::Io, format!("manifest entry {} has no sequence number", f.file_path()))
+                    Error::new(
+                        ErrorKind::Io,
+                        format!("manifest entry {} has no sequence number", f.file_path()),
+                    )
                 })?,
                 file_seq: e.file_sequence_number,
                 snapshot_id: e.snapshot_id().unwrap_or(mf.added_snapshot_id),
@@ -169,7 +191,10 @@ pub async fn live_files(
                 DataContentType::EqualityDeletes => {
                     return Err(Error::new(
                         ErrorKind::Io,
-                        format!("equality delete file {} in a refold table (not written by refold)", f.file_path()),
+                        format!(
+                            "equality delete file {} in a refold table (not written by refold)",
+                            f.file_path()
+                        ),
                     ));
                 }
             }

@@ -37,7 +37,7 @@ use super::{ResultExt, StateRow, position_delete};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Rows decoded per Arrow batch while reading.
-const READ_BATCH_ROWS: usize = 8 * 1024;
+const READ_BATCH_ROWS: usize = 32 * 1024;
 
 /// The live row of one (tenant, key) and where it is.
 #[derive(Debug, Clone)]
@@ -53,7 +53,10 @@ enum Want {
     /// The batch's identities.
     Batch(KeyIndex),
     /// Optionally one tenant and/or one key; all rows if both are `None`.
-    Match { tenant: Option<String>, key: Option<String> },
+    Match {
+        tenant: Option<String>,
+        key: Option<String>,
+    },
 }
 
 /// The batch's identities, indexed for bounds checks and probes.
@@ -77,7 +80,9 @@ impl KeyIndex {
     }
 
     fn contains(&self, tenant: &str, key: &str) -> bool {
-        self.by_key.get(key).is_some_and(|ts| ts.iter().any(|t| t == tenant))
+        self.by_key
+            .get(key)
+            .is_some_and(|ts| ts.iter().any(|t| t == tenant))
     }
 }
 
@@ -92,14 +97,20 @@ impl Want {
     fn any_within(&self, t: Bounds<'_>, k: Bounds<'_>) -> bool {
         match self {
             Want::Batch(ix) => {
-                let start = k.0.map_or(0, |lo| ix.keys.partition_point(|x| x.as_str() < lo));
-                let end = k.1.map_or(ix.keys.len(), |hi| ix.keys.partition_point(|x| x.as_str() <= hi));
+                let start =
+                    k.0.map_or(0, |lo| ix.keys.partition_point(|x| x.as_str() < lo));
+                let end = k.1.map_or(ix.keys.len(), |hi| {
+                    ix.keys.partition_point(|x| x.as_str() <= hi)
+                });
                 ix.keys.get(start..end).unwrap_or(&[]).iter().any(|key| {
-                    ix.by_key.get(key).is_some_and(|ts| ts.iter().any(|x| within(t, x)))
+                    ix.by_key
+                        .get(key)
+                        .is_some_and(|ts| ts.iter().any(|x| within(t, x)))
                 })
             }
             Want::Match { tenant, key } => {
-                tenant.as_deref().is_none_or(|x| within(t, x)) && key.as_deref().is_none_or(|x| within(k, x))
+                tenant.as_deref().is_none_or(|x| within(t, x))
+                    && key.as_deref().is_none_or(|x| within(k, x))
             }
         }
     }
@@ -107,7 +118,9 @@ impl Want {
     fn keeps(&self, tenant: &str, key: &str) -> bool {
         match self {
             Want::Batch(ix) => ix.contains(tenant, key),
-            Want::Match { tenant: t, key: k } => t.as_deref().is_none_or(|x| x == tenant) && k.as_deref().is_none_or(|x| x == key),
+            Want::Match { tenant: t, key: k } => {
+                t.as_deref().is_none_or(|x| x == tenant) && k.as_deref().is_none_or(|x| x == key)
+            }
         }
     }
 }
@@ -124,7 +137,10 @@ fn file_bounds<'f>(codec: &RowCodec, f: &'f DataFile) -> Result<(Bounds<'f>, Bou
     let t = super::schema::field_id(&codec.schema, TENANT_ID)?;
     let k = super::schema::field_id(&codec.schema, &codec.key_field)?;
     let (lb, ub) = (f.lower_bounds(), f.upper_bounds());
-    Ok(((str_datum(lb.get(&t)), str_datum(ub.get(&t))), (str_datum(lb.get(&k)), str_datum(ub.get(&k)))))
+    Ok((
+        (str_datum(lb.get(&t)), str_datum(ub.get(&t))),
+        (str_datum(lb.get(&k)), str_datum(ub.get(&k))),
+    ))
 }
 
 /// Leaf column index of a top-level column.
@@ -134,7 +150,12 @@ fn leaf(md: &ParquetMetaData, name: &str) -> Result<usize> {
         .columns()
         .iter()
         .position(|c| c.path().parts() == [name.to_string()])
-        .ok_or_else(|| Error::new(ErrorKind::Io, format!("column `{name}` missing from a data file")))
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Io,
+                format!("column `{name}` missing from a data file"),
+            )
+        })
 }
 
 /// (min, max) of a string column in one row group, if exact statistics exist.
@@ -142,8 +163,16 @@ fn rg_bounds(md: &ParquetMetaData, rg: usize, col: usize) -> Bounds<'_> {
     let Some(s) = md.row_group(rg).column(col).statistics() else {
         return (None, None);
     };
-    let lo = s.min_is_exact().then(|| s.min_bytes_opt()).flatten().and_then(|b| std::str::from_utf8(b).ok());
-    let hi = s.max_is_exact().then(|| s.max_bytes_opt()).flatten().and_then(|b| std::str::from_utf8(b).ok());
+    let lo = s
+        .min_is_exact()
+        .then(|| s.min_bytes_opt())
+        .flatten()
+        .and_then(|b| std::str::from_utf8(b).ok());
+    let hi = s
+        .max_is_exact()
+        .then(|| s.max_bytes_opt())
+        .flatten()
+        .and_then(|b| std::str::from_utf8(b).ok());
     (lo, hi)
 }
 
@@ -157,23 +186,39 @@ struct Unit {
 
 /// Reads the kept live rows of `files`: prunes files and row groups by bounds, then decodes
 /// the remaining row groups in parallel units.
-async fn read(io: &FileIO, codec: &RowCodec, files: &[&LiveFile], deletes: &[LiveFile], want: Want) -> Result<Vec<Found>> {
+async fn read(
+    io: &FileIO,
+    codec: &RowCodec,
+    files: &[&LiveFile],
+    deletes: &[LiveFile],
+    want: Want,
+) -> Result<Vec<Found>> {
     let files: Vec<&LiveFile> = files
         .iter()
         .copied()
-        .filter(|f| file_bounds(codec, &f.file).map(|(t, k)| want.any_within(t, k)).unwrap_or(true))
+        .filter(|f| {
+            file_bounds(codec, &f.file)
+                .map(|(t, k)| want.any_within(t, k))
+                .unwrap_or(true)
+        })
         .collect();
     if files.is_empty() {
         return Ok(vec![]);
     }
     let paths: HashSet<&str> = files.iter().map(|f| f.file.file_path()).collect();
     let mut deleted = position_delete::read_deleted(io, deletes, &paths).await?;
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .max(1);
     let mut units = vec![];
     let mut pending: Vec<(String, u64, Vec<usize>, Arc<Vec<i64>>)> = vec![];
     for f in &files {
         let path = f.file.file_path();
-        let md = reader::open(io, path, f.file.file_size_in_bytes(), false, false).await?.metadata().clone();
+        let md = reader::open(io, path, f.file.file_size_in_bytes(), false, false)
+            .await?
+            .metadata()
+            .clone();
         let (tc, kc) = (leaf(&md, TENANT_ID)?, leaf(&md, &codec.key_field)?);
         let groups: Vec<usize> = (0..md.num_row_groups())
             .filter(|&rg| want.any_within(rg_bounds(&md, rg, tc), rg_bounds(&md, rg, kc)))
@@ -188,7 +233,12 @@ async fn read(io: &FileIO, codec: &RowCodec, files: &[&LiveFile], deletes: &[Liv
     let per_unit = total.div_ceil(threads * 2).max(1);
     for (path, size, groups, del) in pending {
         for chunk in groups.chunks(per_unit) {
-            units.push(Unit { path: path.clone(), size, groups: chunk.to_vec(), deleted: del.clone() });
+            units.push(Unit {
+                path: path.clone(),
+                size,
+                groups: chunk.to_vec(),
+                deleted: del.clone(),
+            });
         }
     }
     let want = Arc::new(want);
@@ -198,7 +248,12 @@ async fn read(io: &FileIO, codec: &RowCodec, files: &[&LiveFile], deletes: &[Liv
             async move {
                 tokio::spawn(async move { read_unit(&io, &codec, u, &want).await })
                     .await
-                    .unwrap_or_else(|e| Err(Error::new(ErrorKind::Internal, "row group reader task failed").with_source(e)))
+                    .unwrap_or_else(|e| {
+                        Err(
+                            Error::new(ErrorKind::Internal, "row group reader task failed")
+                                .with_source(e),
+                        )
+                    })
             }
         })
         .buffered(threads)
@@ -214,9 +269,16 @@ async fn read(io: &FileIO, codec: &RowCodec, files: &[&LiveFile], deletes: &[Liv
 /// Decodes one unit in one pass: probes each row's tenant and key, builds full rows for the
 /// kept live ones only.
 async fn read_unit(io: &FileIO, codec: &RowCodec, u: Unit, want: &Want) -> Result<Vec<Found>> {
+    if std::env::var("REFOLD_X_TWO_PASS").is_ok() && matches!(want, Want::Batch(_)) {
+        return read_unit_two_pass(io, codec, u, want).await;
+    }
     let path = u.path.as_str();
     let b = reader::open(io, path, u.size, false, true).await?;
-    let mut stream = b.with_row_groups(u.groups).with_batch_size(READ_BATCH_ROWS).build().io(|| format!("read {path}"))?;
+    let mut stream = b
+        .with_row_groups(u.groups)
+        .with_batch_size(READ_BATCH_ROWS)
+        .build()
+        .io(|| format!("read {path}"))?;
     let mut out = vec![];
     let mut hits = vec![];
     while let Some(batch) = stream.try_next().await.io(|| format!("read {path}"))? {
@@ -227,15 +289,96 @@ async fn read_unit(io: &FileIO, codec: &RowCodec, u: Unit, want: &Want) -> Resul
         let pos = row_pos(&batch)?;
         hits.clear();
         for i in 0..batch.num_rows() {
-            if want.keeps(tenant.value(i), key.value(i)) && u.deleted.binary_search(&pos.value(i)).is_err() {
+            if want.keeps(tenant.value(i), key.value(i))
+                && u.deleted.binary_search(&pos.value(i)).is_err()
+            {
                 hits.push(i);
             }
         }
         if !hits.is_empty() {
-            for (row, &i) in codec.from_batch(&batch, Some(&hits))?.into_iter().zip(&hits) {
-                out.push(Found { row, file_path: u.path.clone(), pos: pos.value(i) });
+            for (row, &i) in codec
+                .from_batch(&batch, Some(&hits))?
+                .into_iter()
+                .zip(&hits)
+            {
+                out.push(Found {
+                    row,
+                    file_path: u.path.clone(),
+                    pos: pos.value(i),
+                });
             }
         }
+    }
+    Ok(out)
+}
+
+/// Two passes over one unit: tenant and key columns to find the matches, then the full rows
+/// of the matches only through a row selection (skipped values are not materialized).
+async fn read_unit_two_pass(
+    io: &FileIO,
+    codec: &RowCodec,
+    u: Unit,
+    want: &Want,
+) -> Result<Vec<Found>> {
+    let path = u.path.as_str();
+    let b = reader::open(io, path, u.size, false, true).await?;
+    let md = b.metadata().clone();
+    let (tc, kc) = (leaf(&md, TENANT_ID)?, leaf(&md, &codec.key_field)?);
+    let mask = parquet::arrow::ProjectionMask::leaves(md.file_metadata().schema_descr(), [tc, kc]);
+    let mut stream = b
+        .with_projection(mask)
+        .with_row_groups(u.groups.clone())
+        .with_batch_size(READ_BATCH_ROWS)
+        .build()
+        .io(|| format!("read {path}"))?;
+    // (offset within the unit's rows, file position)
+    let mut hits: Vec<(usize, i64)> = vec![];
+    let mut seen = 0usize;
+    while let Some(batch) = stream.try_next().await.io(|| format!("read {path}"))? {
+        let tenant = utf8_array(&batch, TENANT_ID)?;
+        let tenant = tenant.as_string::<i32>();
+        let key = utf8_array(&batch, &codec.key_field)?;
+        let key = key.as_string::<i32>();
+        let pos = row_pos(&batch)?;
+        for i in 0..batch.num_rows() {
+            if want.keeps(tenant.value(i), key.value(i))
+                && u.deleted.binary_search(&pos.value(i)).is_err()
+            {
+                hits.push((seen + i, pos.value(i)));
+            }
+        }
+        seen += batch.num_rows();
+    }
+    if hits.is_empty() {
+        return Ok(vec![]);
+    }
+    let selection = parquet::arrow::arrow_reader::RowSelection::from_consecutive_ranges(
+        hits.iter().map(|(o, _)| *o..*o + 1),
+        seen,
+    );
+    let b = reader::open(io, path, u.size, false, true).await?;
+    let mut stream = b
+        .with_row_groups(u.groups)
+        .with_row_selection(selection)
+        .with_batch_size(READ_BATCH_ROWS)
+        .build()
+        .io(|| format!("read {path}"))?;
+    let mut out = Vec::with_capacity(hits.len());
+    while let Some(batch) = stream.try_next().await.io(|| format!("read {path}"))? {
+        let pos = row_pos(&batch)?;
+        for (i, row) in codec.from_batch(&batch, None)?.into_iter().enumerate() {
+            out.push(Found {
+                row,
+                file_path: u.path.clone(),
+                pos: pos.value(i),
+            });
+        }
+    }
+    if out.len() != hits.len() || out.iter().zip(&hits).any(|(f, h)| f.pos != h.1) {
+        return Err(Error::new(
+            ErrorKind::Internal,
+            format!("row selection of {path} returned other rows"),
+        ));
     }
     Ok(out)
 }
@@ -258,14 +401,19 @@ pub async fn find_rows(
     if keys.is_empty() || live.data.is_empty() {
         return Ok(out);
     }
-    let want = Want::Batch(KeyIndex::new(keys.iter().map(|(t, k)| (t.as_str(), k.as_str()))));
+    let want = Want::Batch(KeyIndex::new(
+        keys.iter().map(|(t, k)| (t.as_str(), k.as_str())),
+    ));
     let files: Vec<&LiveFile> = live.data.iter().collect();
     for found in read(io, codec, &files, &live.deletes, want).await? {
         let id = found.row.identity();
         if let Some(prev) = out.insert(id.clone(), found) {
             return Err(Error::new(
                 ErrorKind::Internal,
-                format!("two live rows for {id:?}: {}@{} and another (table corrupt)", prev.file_path, prev.pos),
+                format!(
+                    "two live rows for {id:?}: {}@{} and another (table corrupt)",
+                    prev.file_path, prev.pos
+                ),
             ));
         }
     }
@@ -280,9 +428,16 @@ pub async fn scan_rows(
     tenant: Option<&str>,
     key: Option<&str>,
 ) -> Result<Vec<StateRow>> {
-    let want = Want::Match { tenant: tenant.map(str::to_string), key: key.map(str::to_string) };
+    let want = Want::Match {
+        tenant: tenant.map(str::to_string),
+        key: key.map(str::to_string),
+    };
     let files: Vec<&LiveFile> = live.data.iter().collect();
-    Ok(read(io, codec, &files, &live.deletes, want).await?.into_iter().map(|f| f.row).collect())
+    Ok(read(io, codec, &files, &live.deletes, want)
+        .await?
+        .into_iter()
+        .map(|f| f.row)
+        .collect())
 }
 
 #[cfg(test)]
@@ -298,7 +453,10 @@ mod tests {
         assert!(!w.any_within((Some("t2"), Some("t2")), (Some("a"), Some("c"))));
         assert!(w.any_within((Some("t2"), Some("t9")), (Some("m"), Some("m"))));
         assert!(w.keeps("t1", "x") && !w.keeps("t2", "x"));
-        let m = Want::Match { tenant: Some("t1".into()), key: None };
+        let m = Want::Match {
+            tenant: Some("t1".into()),
+            key: None,
+        };
         assert!(m.any_within((Some("t0"), Some("t2")), (None, None)));
         assert!(!m.any_within((Some("t2"), Some("t3")), (None, None)));
         assert!(m.keeps("t1", "q") && !m.keeps("t2", "q"));

@@ -74,7 +74,11 @@ impl CatalogConfig {
     /// `SqlCatalog("refold", uri="sqlite:///<dir>/catalog.db", warehouse="file://<dir>")`.
     pub fn embedded(dir: &std::path::Path) -> Result<Self> {
         let dir = std::path::absolute(dir).map_err(|e| {
-            Error::new(ErrorKind::Config, format!("warehouse folder {}", dir.display())).with_source(e)
+            Error::new(
+                ErrorKind::Config,
+                format!("warehouse folder {}", dir.display()),
+            )
+            .with_source(e)
         })?;
         let d = dir.to_string_lossy().trim_end_matches('/').to_string();
         Ok(CatalogConfig::Sql {
@@ -119,13 +123,15 @@ impl TableIdentity {
                 format!("table `{dotted}` must be `namespace.name` (namespace may have dots)"),
             ));
         }
-        Ok(Self { namespace: parts, name })
+        Ok(Self {
+            namespace: parts,
+            name,
+        })
     }
 
     pub(crate) fn ident(&self) -> Result<TableIdent> {
-        let ns = NamespaceIdent::from_vec(self.namespace.clone()).map_err(|e| {
-            Error::new(ErrorKind::Config, "table namespace").with_source(e)
-        })?;
+        let ns = NamespaceIdent::from_vec(self.namespace.clone())
+            .map_err(|e| Error::new(ErrorKind::Config, "table namespace").with_source(e))?;
         Ok(TableIdent::new(ns, self.name.clone()))
     }
 }
@@ -285,7 +291,9 @@ pub struct StateTable {
 
 impl std::fmt::Debug for StateTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StateTable").field("table", &self.cfg.table.to_string()).finish()
+        f.debug_struct("StateTable")
+            .field("table", &self.cfg.table.to_string())
+            .finish()
     }
 }
 
@@ -294,7 +302,9 @@ impl StateTable {
     /// An existing table must have the schema `cfg` describes (else `Config`).
     pub async fn open_or_create(cfg: TableConfig) -> Result<Self> {
         let what = format!("state table {}", cfg.table);
-        Self::open_inner(cfg).await.map_err(|e| e.with_context(what))
+        Self::open_inner(cfg)
+            .await
+            .map_err(|e| e.with_context(what))
     }
 
     async fn open_inner(cfg: TableConfig) -> Result<Self> {
@@ -306,7 +316,11 @@ impl StateTable {
             None => catalog::create_table(&cfg.catalog, &ident, &layout).await?,
         };
         schema::check_compatible(loaded.metadata.current_schema(), &layout.schema)?;
-        let codec = row::RowCodec::new(loaded.metadata.current_schema().clone(), &cfg.key_field, &cfg.columns)?;
+        let codec = row::RowCodec::new(
+            loaded.metadata.current_schema().clone(),
+            &cfg.key_field,
+            &cfg.columns,
+        )?;
         let limits = TableLimits::default();
         Ok(Self {
             manifests: files::ManifestCache::new(limits.max_cached_manifests),
@@ -354,15 +368,25 @@ impl StateTable {
             _ => false,
         };
         if hit {
-            return Err(Error::new(ErrorKind::Io, format!("injected fault at {point:?}")));
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!("injected fault at {point:?}"),
+            ));
         }
         Ok(())
     }
 
     pub(crate) async fn load(&self) -> Result<Loaded> {
-        let loc = self.catalog.current_location(&self.ident).await?.ok_or_else(|| {
-            Error::new(ErrorKind::Io, format!("table {} vanished from the catalog", self.cfg.table))
-        })?;
+        let loc = self
+            .catalog
+            .current_location(&self.ident)
+            .await?
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("table {} vanished from the catalog", self.cfg.table),
+                )
+            })?;
         catalog::read_metadata(&self.file_io, &loc).await
     }
 
@@ -374,7 +398,11 @@ impl StateTable {
             .identifier(self.ident.clone())
             .metadata_location(l.location)
             .metadata(l.metadata)
-            .runtime(iceberg::Runtime::try_current().map_err(|e| Error::new(ErrorKind::Internal, "no tokio runtime").with_source(e))?)
+            .runtime(
+                iceberg::Runtime::try_current().map_err(|e| {
+                    Error::new(ErrorKind::Internal, "no tokio runtime").with_source(e)
+                })?,
+            )
             .build()
             .map_err(|e| Error::new(ErrorKind::Internal, "iceberg table handle").with_source(e))
     }
@@ -387,12 +415,20 @@ impl StateTable {
     /// consumer group's offset map (empty if none does).
     pub async fn committed_offsets(&self) -> Result<BTreeMap<i32, i64>> {
         let l = self.load().await?;
-        offsets::read(&l.metadata, &self.offsets_key(), self.limits.max_offset_history_snapshots)
+        offsets::read(
+            &l.metadata,
+            &self.offsets_key(),
+            self.limits.max_offset_history_snapshots,
+        )
     }
 
     /// The current rows, optionally of one tenant and/or one key, sorted by (tenant, key).
     /// Cost: every live file of the table (pruned by key bounds when `key` is given).
-    pub async fn current_rows(&self, tenant: Option<&str>, key: Option<&str>) -> Result<Vec<StateRow>> {
+    pub async fn current_rows(
+        &self,
+        tenant: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<Vec<StateRow>> {
         let l = self.load().await?;
         let live = files::live_files(&self.file_io, &l.metadata, None, &self.manifests).await?;
         let mut rows = lookup::scan_rows(&self.file_io, &self.codec, &live, tenant, key).await?;
@@ -415,12 +451,19 @@ impl StateTable {
     {
         let ctx = || format!("merge into {} partition {partition}", self.cfg.table);
         if partition < 0 {
-            return Err(Error::new(ErrorKind::InvalidInput, "negative source partition").with_context(ctx()));
+            return Err(
+                Error::new(ErrorKind::InvalidInput, "negative source partition")
+                    .with_context(ctx()),
+            );
         }
         if keys.len() > self.limits.max_keys_per_batch {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
-                format!("{} keys exceed max_keys_per_batch {}", keys.len(), self.limits.max_keys_per_batch),
+                format!(
+                    "{} keys exceed max_keys_per_batch {}",
+                    keys.len(),
+                    self.limits.max_keys_per_batch
+                ),
             )
             .with_context(ctx()));
         }
@@ -439,18 +482,27 @@ impl StateTable {
             attempts += 1;
             let t_load = Instant::now();
             let base = self.load().await.map_err(|e| e.with_context(ctx()))?;
-            let offsets_now =
-                offsets::read(&base.metadata, &summary_key, self.limits.max_offset_history_snapshots)?;
+            let offsets_now = offsets::read(
+                &base.metadata,
+                &summary_key,
+                self.limits.max_offset_history_snapshots,
+            )?;
             let committed = offsets_now.get(&partition).copied().unwrap_or(-1);
-            let live = files::live_files(&self.file_io, &base.metadata, Some(partition), &self.manifests)
-                .await
-                .map_err(|e| e.with_context(ctx()))?;
+            let live = files::live_files(
+                &self.file_io,
+                &base.metadata,
+                Some(partition),
+                &self.manifests,
+            )
+            .await
+            .map_err(|e| e.with_context(ctx()))?;
 
             let t_lookup = Instant::now();
             timings.load_ms = ms(t_load, t_lookup);
             let reuse = match &plan {
                 Some(p) if p.committed == committed => {
-                    let live_paths: HashSet<&str> = live.data.iter().map(|f| f.file.file_path()).collect();
+                    let live_paths: HashSet<&str> =
+                        live.data.iter().map(|f| f.file.file_path()).collect();
                     p.targets.iter().all(|t| live_paths.contains(t.as_str()))
                 }
                 _ => false,
@@ -464,8 +516,10 @@ impl StateTable {
                     .map_err(|e| e.with_context(ctx()))?;
                 let t_fold = Instant::now();
                 timings.lookup_ms = ms(t_lookup, t_fold);
-                let mut priors: HashMap<(String, String), StateRow> = HashMap::with_capacity(found.len());
-                let mut located: HashMap<(String, String), (String, i64)> = HashMap::with_capacity(found.len());
+                let mut priors: HashMap<(String, String), StateRow> =
+                    HashMap::with_capacity(found.len());
+                let mut located: HashMap<(String, String), (String, i64)> =
+                    HashMap::with_capacity(found.len());
                 for (id, f) in found {
                     located.insert(id.clone(), (f.file_path, f.pos));
                     priors.insert(id, f.row);
@@ -492,20 +546,32 @@ impl StateTable {
                 timings.write_ms = ms(t_write, Instant::now());
             }
             let Some(p) = plan.as_ref() else {
-                return Err(Error::new(ErrorKind::Internal, "merge plan missing").with_context(ctx()));
+                return Err(
+                    Error::new(ErrorKind::Internal, "merge plan missing").with_context(ctx())
+                );
             };
             let t_commit = Instant::now();
-            self.take_fault(FaultPoint::AfterFilesWritten).map_err(|e| e.with_context(ctx()))?;
+            self.take_fault(FaultPoint::AfterFilesWritten)
+                .map_err(|e| e.with_context(ctx()))?;
 
             // The whole group's offset map: the base's, this partition advanced.
             let mut new_offsets = offsets_now.clone();
             new_offsets.insert(partition, p.next_offset);
-            offsets::assert_forward(&offsets_now, &new_offsets).map_err(|e| e.with_context(ctx()))?;
-            let mut summary: HashMap<String, String> = p.extra_summary.clone().into_iter().collect();
+            offsets::assert_forward(&offsets_now, &new_offsets)
+                .map_err(|e| e.with_context(ctx()))?;
+            let mut summary: HashMap<String, String> =
+                p.extra_summary.clone().into_iter().collect();
             summary.insert(summary_key.clone(), offsets::encode(&new_offsets));
             summary.insert("refold.source-partition".into(), partition.to_string());
-            summary.insert("refold.writer".into(), concat!("refold ", env!("CARGO_PKG_VERSION")).into());
-            let op = if p.deletes.is_empty() { Operation::Append } else { Operation::Overwrite };
+            summary.insert(
+                "refold.writer".into(),
+                concat!("refold ", env!("CARGO_PKG_VERSION")).into(),
+            );
+            let op = if p.deletes.is_empty() {
+                Operation::Append
+            } else {
+                Operation::Overwrite
+            };
             let change = commit::SnapshotChange {
                 operation: op,
                 added_data: p.data.clone(),
@@ -513,9 +579,16 @@ impl StateTable {
                 removed_paths: HashSet::new(),
                 summary,
             };
-            match commit::commit_snapshot(&self.file_io, self.catalog.as_ref(), &self.ident, &base, &change, &self.manifests)
-                .await
-                .map_err(|e| e.with_context(ctx()))?
+            match commit::commit_snapshot(
+                &self.file_io,
+                self.catalog.as_ref(),
+                &self.ident,
+                &base,
+                &change,
+                &self.manifests,
+            )
+            .await
+            .map_err(|e| e.with_context(ctx()))?
             {
                 commit::CommitResult::Committed { snapshot_id } => {
                     timings.commit_ms = ms(t_commit, Instant::now());
@@ -539,7 +612,10 @@ impl StateTable {
         }
         Err(Error::new(
             ErrorKind::CommitConflict,
-            format!("gave up after max_commit_attempts={} (last: {last_conflict})", self.limits.max_commit_attempts),
+            format!(
+                "gave up after max_commit_attempts={} (last: {last_conflict})",
+                self.limits.max_commit_attempts
+            ),
         )
         .with_context(ctx()))
     }
@@ -553,13 +629,16 @@ impl StateTable {
         let parts: Vec<i32> = match partition {
             Some(p) => vec![p],
             None => {
-                let live = files::live_files(&self.file_io, &base.metadata, None, &self.manifests).await?;
+                let live =
+                    files::live_files(&self.file_io, &base.metadata, None, &self.manifests).await?;
                 live.partitions_needing_compaction()
             }
         };
         let mut out = CompactOutcome::default();
         for p in parts {
-            self.compact_partition(p, &mut out).await.map_err(|e| e.with_context(ctx()))?;
+            self.compact_partition(p, &mut out)
+                .await
+                .map_err(|e| e.with_context(ctx()))?;
         }
         Ok(out)
     }
@@ -574,7 +653,13 @@ impl StateTable {
             }
             attempts += 1;
             let base = self.load().await?;
-            let live = files::live_files(&self.file_io, &base.metadata, Some(partition), &self.manifests).await?;
+            let live = files::live_files(
+                &self.file_io,
+                &base.metadata,
+                Some(partition),
+                &self.manifests,
+            )
+            .await?;
             let mut now: Vec<String> = live.all_paths();
             now.sort();
             if live.data.len() <= 1 && live.deletes.is_empty() && plan.is_none() {
@@ -583,22 +668,38 @@ impl StateTable {
             let reuse = matches!(&plan, Some((removed, _, _)) if *removed == now);
             if !reuse {
                 if let Some((_, added, _)) = plan.take() {
-                    writer::delete_files_best_effort(&self.file_io, added.iter().map(|f| f.file_path().to_string())).await;
+                    writer::delete_files_best_effort(
+                        &self.file_io,
+                        added.iter().map(|f| f.file_path().to_string()),
+                    )
+                    .await;
                 }
                 let total: u64 = live.data.iter().map(|f| f.file.record_count()).sum();
                 if total as usize > self.limits.max_rows_per_compaction {
                     return Err(Error::new(
                         ErrorKind::InvalidInput,
-                        format!("{total} rows exceed max_rows_per_compaction {}", self.limits.max_rows_per_compaction),
+                        format!(
+                            "{total} rows exceed max_rows_per_compaction {}",
+                            self.limits.max_rows_per_compaction
+                        ),
                     ));
                 }
-                let mut rows = lookup::scan_rows(&self.file_io, &self.codec, &live, None, None).await?;
+                let mut rows =
+                    lookup::scan_rows(&self.file_io, &self.codec, &live, None, None).await?;
                 rows.sort_by(|a, b| (&a.tenant_id, &a.key).cmp(&(&b.tenant_id, &b.key)));
                 let n = rows.len();
                 let added = if rows.is_empty() {
                     vec![]
                 } else {
-                    writer::write_rows(&self.file_io, &base.metadata, &self.codec, partition, &rows, &self.limits).await?
+                    writer::write_rows(
+                        &self.file_io,
+                        &base.metadata,
+                        &self.codec,
+                        partition,
+                        &rows,
+                        &self.limits,
+                    )
+                    .await?
                 };
                 plan = Some((now.clone(), added, n));
             }
@@ -607,19 +708,20 @@ impl StateTable {
             };
             // Replace: same logical rows, so the offset map is carried forward unchanged.
             let mut summary = HashMap::new();
-            if let Some(cur) = base.metadata.current_snapshot() {
-                let key = self.offsets_key();
-                if let Some(v) = offsets::read(&base.metadata, &key, self.limits.max_offset_history_snapshots)
-                    .ok()
-                    .filter(|m| !m.is_empty())
-                    .map(|m| offsets::encode(&m))
-                {
-                    summary.insert(key, v);
-                }
-                let _ = cur;
+            let key = self.offsets_key();
+            let offsets = offsets::read(
+                &base.metadata,
+                &key,
+                self.limits.max_offset_history_snapshots,
+            )?;
+            if !offsets.is_empty() {
+                summary.insert(key, offsets::encode(&offsets));
             }
             summary.insert("refold.compacted-partition".into(), partition.to_string());
-            summary.insert("refold.writer".into(), concat!("refold ", env!("CARGO_PKG_VERSION")).into());
+            summary.insert(
+                "refold.writer".into(),
+                concat!("refold ", env!("CARGO_PKG_VERSION")).into(),
+            );
             let change = commit::SnapshotChange {
                 operation: Operation::Replace,
                 added_data: added.clone(),
@@ -627,7 +729,16 @@ impl StateTable {
                 removed_paths: removed.iter().cloned().collect(),
                 summary,
             };
-            match commit::commit_snapshot(&self.file_io, self.catalog.as_ref(), &self.ident, &base, &change, &self.manifests).await? {
+            match commit::commit_snapshot(
+                &self.file_io,
+                self.catalog.as_ref(),
+                &self.ident,
+                &base,
+                &change,
+                &self.manifests,
+            )
+            .await?
+            {
                 commit::CommitResult::Committed { snapshot_id } => {
                     out.snapshot_ids.push(snapshot_id);
                     out.partitions_compacted.push(partition);
@@ -641,11 +752,18 @@ impl StateTable {
             }
         }
         if let Some((_, added, _)) = plan.take() {
-            writer::delete_files_best_effort(&self.file_io, added.iter().map(|f| f.file_path().to_string())).await;
+            writer::delete_files_best_effort(
+                &self.file_io,
+                added.iter().map(|f| f.file_path().to_string()),
+            )
+            .await;
         }
         Err(Error::new(
             ErrorKind::CommitConflict,
-            format!("gave up after max_commit_attempts={} (last: {last_conflict})", self.limits.max_commit_attempts),
+            format!(
+                "gave up after max_commit_attempts={} (last: {last_conflict})",
+                self.limits.max_commit_attempts
+            ),
         ))
     }
 
@@ -662,7 +780,10 @@ impl StateTable {
             .with_context(ctx()));
         }
         if max_kept == 0 {
-            return Err(Error::new(ErrorKind::InvalidInput, "max_kept must be at least 1").with_context(ctx()));
+            return Err(
+                Error::new(ErrorKind::InvalidInput, "max_kept must be at least 1")
+                    .with_context(ctx()),
+            );
         }
         let mut attempts = 0u32;
         let mut last_conflict = String::new();
@@ -672,9 +793,16 @@ impl StateTable {
             }
             attempts += 1;
             let base = self.load().await.map_err(|e| e.with_context(ctx()))?;
-            match commit::commit_checkpoint_tag(&self.file_io, self.catalog.as_ref(), &self.ident, &base, name, max_kept)
-                .await
-                .map_err(|e| e.with_context(ctx()))?
+            match commit::commit_checkpoint_tag(
+                &self.file_io,
+                self.catalog.as_ref(),
+                &self.ident,
+                &base,
+                name,
+                max_kept,
+            )
+            .await
+            .map_err(|e| e.with_context(ctx()))?
             {
                 commit::CommitResult::Committed { .. } => return Ok(()),
                 commit::CommitResult::Lost(why) => last_conflict = why,
@@ -682,7 +810,10 @@ impl StateTable {
         }
         Err(Error::new(
             ErrorKind::CommitConflict,
-            format!("gave up after max_commit_attempts={} (last: {last_conflict})", self.limits.max_commit_attempts),
+            format!(
+                "gave up after max_commit_attempts={} (last: {last_conflict})",
+                self.limits.max_commit_attempts
+            ),
         )
         .with_context(ctx()))
     }
@@ -701,9 +832,15 @@ impl StateTable {
             }
             attempts += 1;
             let base = self.load().await.map_err(|e| e.with_context(ctx()))?;
-            match commit::commit_expire_snapshots(&self.file_io, self.catalog.as_ref(), &self.ident, &base, keep_last)
-                .await
-                .map_err(|e| e.with_context(ctx()))?
+            match commit::commit_expire_snapshots(
+                &self.file_io,
+                self.catalog.as_ref(),
+                &self.ident,
+                &base,
+                keep_last,
+            )
+            .await
+            .map_err(|e| e.with_context(ctx()))?
             {
                 (commit::CommitResult::Committed { .. }, n) => return Ok(n),
                 (commit::CommitResult::Lost(why), _) => last_conflict = why,
@@ -711,7 +848,10 @@ impl StateTable {
         }
         Err(Error::new(
             ErrorKind::CommitConflict,
-            format!("gave up after max_commit_attempts={} (last: {last_conflict})", self.limits.max_commit_attempts),
+            format!(
+                "gave up after max_commit_attempts={} (last: {last_conflict})",
+                self.limits.max_commit_attempts
+            ),
         )
         .with_context(ctx()))
     }
@@ -745,12 +885,19 @@ fn check_folded(
         ));
     }
     if folded.next_offset < 0 {
-        return Err(Error::new(ErrorKind::Internal, "fold returned a negative next offset"));
+        return Err(Error::new(
+            ErrorKind::Internal,
+            "fold returned a negative next offset",
+        ));
     }
     if folded.rows.len() > limits.max_rows_per_batch {
         return Err(Error::new(
             ErrorKind::InvalidInput,
-            format!("{} rows exceed max_rows_per_batch {}", folded.rows.len(), limits.max_rows_per_batch),
+            format!(
+                "{} rows exceed max_rows_per_batch {}",
+                folded.rows.len(),
+                limits.max_rows_per_batch
+            ),
         ));
     }
     let mut seen = HashSet::with_capacity(folded.rows.len());
@@ -759,14 +906,23 @@ fn check_folded(
         if r.source_partition != partition {
             return Err(Error::new(
                 ErrorKind::Internal,
-                format!("row {id:?} has source_partition {} in a batch of partition {partition}", r.source_partition),
+                format!(
+                    "row {id:?} has source_partition {} in a batch of partition {partition}",
+                    r.source_partition
+                ),
             ));
         }
         if !keys.contains(&id) {
-            return Err(Error::new(ErrorKind::Internal, format!("fold returned a row for {id:?}, not a key of the batch")));
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!("fold returned a row for {id:?}, not a key of the batch"),
+            ));
         }
         if !seen.insert(id) {
-            return Err(Error::new(ErrorKind::Internal, format!("fold returned two rows for {:?}", r.identity())));
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!("fold returned two rows for {:?}", r.identity()),
+            ));
         }
     }
     Ok(true)
@@ -789,7 +945,9 @@ fn ms(a: Instant, b: Instant) -> f64 {
 
 /// Jittered exponential backoff before retry `attempt` (>= 1).
 async fn backoff(limits: &TableLimits, attempt: u32) {
-    let exp = limits.commit_backoff_base_ms.saturating_mul(1u64 << (attempt - 1).min(20));
+    let exp = limits
+        .commit_backoff_base_ms
+        .saturating_mul(1u64 << (attempt - 1).min(20));
     let cap = exp.min(limits.commit_backoff_cap_ms).max(1);
     let jitter = (uuid::Uuid::new_v4().as_u128() % u128::from(cap + 1)) as u64;
     tokio::time::sleep(Duration::from_millis(jitter)).await;
@@ -831,14 +989,28 @@ impl MergePlan {
         let data = if rows.is_empty() {
             vec![]
         } else {
-            writer::write_rows(&t.file_io, &base.metadata, &t.codec, partition, &rows, &t.limits).await?
+            writer::write_rows(
+                &t.file_io,
+                &base.metadata,
+                &t.codec,
+                partition,
+                &rows,
+                &t.limits,
+            )
+            .await?
         };
         let deletes = if positions.is_empty() {
             vec![]
         } else {
-            position_delete::write(&t.file_io, &base.metadata, partition, &positions, &t.limits).await?
+            position_delete::write(&t.file_io, &base.metadata, partition, &positions, &t.limits)
+                .await?
         };
-        tracing::debug!(rows = rows.len(), deletes = positions.len(), ms = started.elapsed().as_millis() as u64, "merge files written");
+        tracing::debug!(
+            rows = rows.len(),
+            deletes = positions.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "merge files written"
+        );
         Ok(Self {
             committed,
             next_offset: folded.next_offset,
@@ -853,7 +1025,11 @@ impl MergePlan {
 
     /// Removes the files of an abandoned plan (never committed, so nothing references them).
     async fn discard(self, io: &FileIO) {
-        let paths = self.data.iter().chain(self.deletes.iter()).map(|f| f.file_path().to_string());
+        let paths = self
+            .data
+            .iter()
+            .chain(self.deletes.iter())
+            .map(|f| f.file_path().to_string());
         writer::delete_files_best_effort(io, paths).await;
     }
 }

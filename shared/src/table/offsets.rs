@@ -16,16 +16,29 @@ pub fn summary_key(topic: &str, group: &str) -> String {
 }
 
 pub fn encode(m: &BTreeMap<i32, i64>) -> String {
-    let o: serde_json::Map<String, serde_json::Value> =
-        m.iter().map(|(p, o)| (p.to_string(), serde_json::Value::from(*o))).collect();
+    let o: serde_json::Map<String, serde_json::Value> = m
+        .iter()
+        .map(|(p, o)| (p.to_string(), serde_json::Value::from(*o)))
+        .collect();
     serde_json::Value::Object(o).to_string()
 }
 
 pub fn decode(s: &str) -> Result<BTreeMap<i32, i64>> {
-    let bad = || Error::new(ErrorKind::Io, format!("offset map in snapshot summary is malformed: {s:.200}"));
-    let v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(s).map_err(|e| bad().with_source(e))?;
+    let bad = || {
+        Error::new(
+            ErrorKind::Io,
+            format!("offset map in snapshot summary is malformed: {s:.200}"),
+        )
+    };
+    let v: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(s).map_err(|e| bad().with_source(e))?;
     v.into_iter()
-        .map(|(p, o)| Ok((p.parse::<i32>().map_err(|_| bad())?, o.as_i64().ok_or_else(bad)?)))
+        .map(|(p, o)| {
+            Ok((
+                p.parse::<i32>().map_err(|_| bad())?,
+                o.as_i64().ok_or_else(bad)?,
+            ))
+        })
         .collect()
 }
 
@@ -42,7 +55,9 @@ pub fn read(md: &TableMetadata, key: &str, max_history: usize) -> Result<BTreeMa
         if walked >= max_history {
             break;
         }
-        cur = s.parent_snapshot_id().and_then(|id| md.snapshot_by_id(id).cloned());
+        cur = s
+            .parent_snapshot_id()
+            .and_then(|id| md.snapshot_by_id(id).cloned());
     }
     Ok(BTreeMap::new())
 }
@@ -64,6 +79,7 @@ pub fn assert_forward(before: &BTreeMap<i32, i64>, after: &BTreeMap<i32, i64>) -
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

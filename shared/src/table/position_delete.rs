@@ -17,10 +17,16 @@ use arrow_array::types::Int64Type;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use futures::TryStreamExt;
 use iceberg::io::FileIO;
-use iceberg::metadata_columns::{RESERVED_FIELD_ID_DELETE_FILE_PATH, delete_file_path_field, delete_file_pos_field};
-use iceberg::spec::{DataContentType, DataFile, DataFileFormat, Datum, PrimitiveLiteral, Schema, TableMetadata};
+use iceberg::metadata_columns::{
+    RESERVED_FIELD_ID_DELETE_FILE_PATH, delete_file_path_field, delete_file_pos_field,
+};
+use iceberg::spec::{
+    DataContentType, DataFile, DataFileFormat, Datum, PrimitiveLiteral, Schema, TableMetadata,
+};
 use iceberg::writer::file_writer::ParquetWriterBuilder;
-use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -32,7 +38,10 @@ use crate::error::{Error, ErrorKind, Result};
 fn schema() -> Result<Arc<Schema>> {
     Ok(Arc::new(
         Schema::builder()
-            .with_fields(vec![delete_file_path_field().clone(), delete_file_pos_field().clone()])
+            .with_fields(vec![
+                delete_file_path_field().clone(),
+                delete_file_pos_field().clone(),
+            ])
             .build()
             .kind(ErrorKind::Internal, || "position delete schema".into())?,
     ))
@@ -48,16 +57,23 @@ pub async fn write(
     limits: &TableLimits,
 ) -> Result<Vec<DataFile>> {
     if positions.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(Error::new(ErrorKind::Internal, "position deletes not sorted and unique"));
+        return Err(Error::new(
+            ErrorKind::Internal,
+            "position deletes not sorted and unique",
+        ));
     }
     let schema = schema()?;
     let arrow = Arc::new(
-        iceberg::arrow::schema_to_arrow_schema(&schema).kind(ErrorKind::Internal, || "position delete arrow schema".into())?,
+        iceberg::arrow::schema_to_arrow_schema(&schema).kind(ErrorKind::Internal, || {
+            "position delete arrow schema".into()
+        })?,
     );
     let batch = RecordBatch::try_new(
         arrow,
         vec![
-            Arc::new(StringArray::from_iter_values(positions.iter().map(|p| p.0.as_str()))) as ArrayRef,
+            Arc::new(StringArray::from_iter_values(
+                positions.iter().map(|p| p.0.as_str()),
+            )) as ArrayRef,
             Arc::new(Int64Array::from_iter_values(positions.iter().map(|p| p.1))),
         ],
     )
@@ -72,11 +88,18 @@ pub async fn write(
         ParquetWriterBuilder::new(props, schema),
         limits.target_file_size_bytes,
         io.clone(),
-        DefaultLocationGenerator::new(md).kind(ErrorKind::Internal, || "location generator".into())?,
-        DefaultFileNameGenerator::new("delete".into(), Some(uuid::Uuid::new_v4().to_string()), DataFileFormat::Parquet),
+        DefaultLocationGenerator::new(md)
+            .kind(ErrorKind::Internal, || "location generator".into())?,
+        DefaultFileNameGenerator::new(
+            "delete".into(),
+            Some(uuid::Uuid::new_v4().to_string()),
+            DataFileFormat::Parquet,
+        ),
     )
     .build();
-    w.write(&Some(key.clone()), &batch).await.io(|| "write position deletes".into())?;
+    w.write(&Some(key.clone()), &batch)
+        .await
+        .io(|| "write position deletes".into())?;
     let targets: HashSet<&str> = positions.iter().map(|p| p.0.as_str()).collect();
     let mut out = vec![];
     for mut b in w.close().await.io(|| "close position delete file".into())? {
@@ -86,11 +109,19 @@ pub async fn write(
         if targets.len() == 1 {
             b.referenced_data_file(targets.iter().next().map(|s| s.to_string()));
         }
-        let f = b.build().kind(ErrorKind::Internal, || "position delete data file".into())?;
+        let f = b
+            .build()
+            .kind(ErrorKind::Internal, || "position delete data file".into())?;
         // Guard the truncation pitfall: without exact bounds every reader would apply this file
         // to every data file of the partition.
-        if !f.lower_bounds().contains_key(&RESERVED_FIELD_ID_DELETE_FILE_PATH) {
-            return Err(Error::new(ErrorKind::Internal, "position delete file has no file_path bounds"));
+        if !f
+            .lower_bounds()
+            .contains_key(&RESERVED_FIELD_ID_DELETE_FILE_PATH)
+        {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "position delete file has no file_path bounds",
+            ));
         }
         out.push(f);
     }

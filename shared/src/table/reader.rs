@@ -32,7 +32,10 @@ pub struct FileIoParquetReader {
 impl AsyncFileReader for FileIoParquetReader {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         async move {
-            self.r.read(range).await.map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+            self.r
+                .read(range)
+                .await
+                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
         }
         .boxed()
     }
@@ -42,7 +45,11 @@ impl AsyncFileReader for FileIoParquetReader {
         _options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
         async move {
-            let policy = if self.page_index { PageIndexPolicy::Optional } else { PageIndexPolicy::Skip };
+            let policy = if self.page_index {
+                PageIndexPolicy::Optional
+            } else {
+                PageIndexPolicy::Skip
+            };
             let size = self.size;
             let md = ParquetMetaDataReader::new()
                 .with_prefetch_hint(Some(FOOTER_PREFETCH_BYTES))
@@ -70,10 +77,16 @@ pub async fn open(
 ) -> Result<ParquetRecordBatchStreamBuilder<FileIoParquetReader>> {
     let input = io.new_input(path).io(|| format!("open {path}"))?;
     let r = input.reader().await.io(|| format!("open {path}"))?;
-    let reader = FileIoParquetReader { r, size, page_index };
+    let reader = FileIoParquetReader {
+        r,
+        size,
+        page_index,
+    };
     let mut options = ArrowReaderOptions::new();
     if row_pos {
-        options = options.with_virtual_columns(vec![row_pos_field()]).io(|| "row position column".into())?;
+        options = options
+            .with_virtual_columns(vec![row_pos_field()])
+            .io(|| "row position column".into())?;
     }
     ParquetRecordBatchStreamBuilder::new_with_options(reader, options)
         .await

@@ -13,7 +13,8 @@ use iceberg::spec::SchemaRef;
 use serde_json::{Map, Value};
 
 use super::schema::{
-    ColumnType, EVENTS_FOLDED, LAST_EVENT_ID, LAST_EVENT_TIME, LAST_OFFSET, SOURCE_PARTITION, STATE, TENANT_ID,
+    ColumnType, EVENTS_FOLDED, LAST_EVENT_ID, LAST_EVENT_TIME, LAST_OFFSET, SOURCE_PARTITION,
+    STATE, TENANT_ID,
 };
 use super::{ResultExt, StateColumns, StateRow};
 use crate::error::{Error, ErrorKind, Result};
@@ -71,16 +72,29 @@ pub struct RowCodec {
 impl RowCodec {
     pub fn new(schema: SchemaRef, key_field: &str, columns: &StateColumns) -> Result<Self> {
         let arrow = Arc::new(
-            iceberg::arrow::schema_to_arrow_schema(&schema)
-                .kind(ErrorKind::Internal, || "arrow schema of the state table".into())?,
+            iceberg::arrow::schema_to_arrow_schema(&schema).kind(ErrorKind::Internal, || {
+                "arrow schema of the state table".into()
+            })?,
         );
-        let time_zone = match arrow.field_with_name(LAST_EVENT_TIME).map(|f| f.data_type().clone()) {
+        let time_zone = match arrow
+            .field_with_name(LAST_EVENT_TIME)
+            .map(|f| f.data_type().clone())
+        {
             Ok(DataType::Timestamp(_, tz)) => tz,
             other => {
-                return Err(Error::new(ErrorKind::Internal, format!("last_event_time has arrow type {other:?}")));
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    format!("last_event_time has arrow type {other:?}"),
+                ));
             }
         };
-        Ok(Self { schema, arrow, key_field: key_field.to_string(), columns: columns.clone(), time_zone })
+        Ok(Self {
+            schema,
+            arrow,
+            key_field: key_field.to_string(),
+            columns: columns.clone(),
+            time_zone,
+        })
     }
 
     pub fn arrow_schema(&self) -> &ArrowSchemaRef {
@@ -94,21 +108,30 @@ impl RowCodec {
     /// Rows -> one record batch (in the given order).
     pub fn to_batch(&self, rows: &[StateRow]) -> Result<RecordBatch> {
         let mut cols: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.tenant_id.as_str()))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.key.as_str()))),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.tenant_id.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.key.as_str()),
+            )),
         ];
         match &self.columns {
             StateColumns::Json => {
                 cols.push(Arc::new(StringArray::from_iter_values(
-                    rows.iter().map(|r| canonical_json(&Value::Object(r.state.clone()))),
+                    rows.iter()
+                        .map(|r| canonical_json(&Value::Object(r.state.clone()))),
                 )));
             }
             StateColumns::Typed(decl) => {
                 for r in rows {
-                    if let Some(extra) = r.state.keys().find(|k| !decl.iter().any(|(n, _)| n == *k)) {
+                    if let Some(extra) = r.state.keys().find(|k| !decl.iter().any(|(n, _)| n == *k))
+                    {
                         return Err(Error::new(
                             ErrorKind::InvalidInput,
-                            format!("state of ({}, {}) has field `{extra}` not declared in the state type", r.tenant_id, r.key),
+                            format!(
+                                "state of ({}, {}) has field `{extra}` not declared in the state type",
+                                r.tenant_id, r.key
+                            ),
                         ));
                     }
                 }
@@ -117,22 +140,38 @@ impl RowCodec {
                 }
             }
         }
-        cols.push(Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.source_partition))));
-        cols.push(Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.last_offset))));
-        cols.push(Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.last_event_id.as_str()))));
-        cols.push(Arc::new(self.ts_array(rows.iter().map(|r| Some(r.last_event_time_us)).collect())));
-        cols.push(Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.events_folded))));
-        RecordBatch::try_new(self.arrow.clone(), cols).kind(ErrorKind::Internal, || "state rows to arrow".into())
+        cols.push(Arc::new(Int32Array::from_iter_values(
+            rows.iter().map(|r| r.source_partition),
+        )));
+        cols.push(Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.last_offset),
+        )));
+        cols.push(Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.last_event_id.as_str()),
+        )));
+        cols.push(Arc::new(self.ts_array(
+            rows.iter().map(|r| Some(r.last_event_time_us)).collect(),
+        )));
+        cols.push(Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.events_folded),
+        )));
+        RecordBatch::try_new(self.arrow.clone(), cols)
+            .kind(ErrorKind::Internal, || "state rows to arrow".into())
     }
 
     fn typed_column(&self, rows: &[StateRow], name: &str, t: ColumnType) -> Result<ArrayRef> {
         let wrong = |r: &StateRow, v: &Value| {
             Error::new(
                 ErrorKind::InvalidInput,
-                format!("state field `{name}` of ({}, {}) is {v}, not a {t:?}", r.tenant_id, r.key),
+                format!(
+                    "state field `{name}` of ({}, {}) is {v}, not a {t:?}",
+                    r.tenant_id, r.key
+                ),
             )
         };
-        let vals = rows.iter().map(|r| (r, r.state.get(name).filter(|v| !v.is_null())));
+        let vals = rows
+            .iter()
+            .map(|r| (r, r.state.get(name).filter(|v| !v.is_null())));
         Ok(match t {
             ColumnType::String => Arc::new(
                 vals.map(|(r, v)| match v {
@@ -143,7 +182,8 @@ impl RowCodec {
                 .collect::<Result<StringArray>>()?,
             ),
             ColumnType::Json => Arc::new(
-                vals.map(|(_, v)| Ok(v.map(canonical_json))).collect::<Result<StringArray>>()?,
+                vals.map(|(_, v)| Ok(v.map(canonical_json)))
+                    .collect::<Result<StringArray>>()?,
             ),
             ColumnType::Long => Arc::new(
                 vals.map(|(r, v)| match v {
@@ -156,7 +196,10 @@ impl RowCodec {
             ColumnType::Double => Arc::new(
                 vals.map(|(r, v)| match v {
                     None => Ok(None),
-                    Some(Value::Number(n)) => n.as_f64().map(Some).ok_or_else(|| wrong(r, &Value::Number(n.clone()))),
+                    Some(Value::Number(n)) => n
+                        .as_f64()
+                        .map(Some)
+                        .ok_or_else(|| wrong(r, &Value::Number(n.clone()))),
                     Some(v) => Err(wrong(r, v)),
                 })
                 .collect::<Result<Float64Array>>()?,
@@ -199,14 +242,22 @@ impl RowCodec {
         let tenant = utf8(b, TENANT_ID)?;
         let key = utf8(b, &self.key_field)?;
         let sp = col(b, SOURCE_PARTITION)?;
-        let sp = sp.as_primitive_opt::<Int32Type>().ok_or_else(|| type_err(SOURCE_PARTITION))?;
+        let sp = sp
+            .as_primitive_opt::<Int32Type>()
+            .ok_or_else(|| type_err(SOURCE_PARTITION))?;
         let lo = col(b, LAST_OFFSET)?;
-        let lo = lo.as_primitive_opt::<Int64Type>().ok_or_else(|| type_err(LAST_OFFSET))?;
+        let lo = lo
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| type_err(LAST_OFFSET))?;
         let le = utf8(b, LAST_EVENT_ID)?;
         let lt = col(b, LAST_EVENT_TIME)?;
-        let lt = lt.as_primitive_opt::<TimestampMicrosecondType>().ok_or_else(|| type_err(LAST_EVENT_TIME))?;
+        let lt = lt
+            .as_primitive_opt::<TimestampMicrosecondType>()
+            .ok_or_else(|| type_err(LAST_EVENT_TIME))?;
         let ef = col(b, EVENTS_FOLDED)?;
-        let ef = ef.as_primitive_opt::<Int64Type>().ok_or_else(|| type_err(EVENTS_FOLDED))?;
+        let ef = ef
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| type_err(EVENTS_FOLDED))?;
         enum StateCol {
             Json(ArrayRef),
             Typed(Vec<(String, ColumnType, ArrayRef)>),
@@ -216,7 +267,11 @@ impl RowCodec {
             StateColumns::Typed(decl) => StateCol::Typed(
                 decl.iter()
                     .map(|(n, t)| {
-                        let a = if matches!(t, ColumnType::String | ColumnType::Json) { utf8_array(b, n)? } else { col(b, n)? };
+                        let a = if matches!(t, ColumnType::String | ColumnType::Json) {
+                            utf8_array(b, n)?
+                        } else {
+                            col(b, n)?
+                        };
                         Ok((n.clone(), *t, a))
                     })
                     .collect::<Result<_>>()?,
@@ -229,7 +284,12 @@ impl RowCodec {
                     let s = a.as_string::<i32>().value(i);
                     match serde_json::from_str::<Value>(s) {
                         Ok(Value::Object(m)) => m,
-                        _ => return Err(Error::new(ErrorKind::Io, format!("state column holds no JSON object: {s:.80}"))),
+                        _ => {
+                            return Err(Error::new(
+                                ErrorKind::Io,
+                                format!("state column holds no JSON object: {s:.80}"),
+                            ));
+                        }
                     }
                 }
                 StateCol::Typed(cols) => {
@@ -263,31 +323,57 @@ fn typed_value(a: &ArrayRef, t: ColumnType, i: usize, name: &str) -> Result<Valu
         ColumnType::String => Value::String(a.as_string::<i32>().value(i).to_string()),
         ColumnType::Json => {
             let s = a.as_string::<i32>().value(i);
-            serde_json::from_str(s).kind(ErrorKind::Io, || format!("column `{name}` holds invalid JSON"))?
+            serde_json::from_str(s).kind(ErrorKind::Io, || {
+                format!("column `{name}` holds invalid JSON")
+            })?
         }
-        ColumnType::Long => Value::from(a.as_primitive_opt::<Int64Type>().ok_or_else(|| type_err(name))?.value(i)),
+        ColumnType::Long => Value::from(
+            a.as_primitive_opt::<Int64Type>()
+                .ok_or_else(|| type_err(name))?
+                .value(i),
+        ),
         ColumnType::Double => {
-            let v = a.as_primitive_opt::<Float64Type>().ok_or_else(|| type_err(name))?.value(i);
-            serde_json::Number::from_f64(v).map(Value::Number).unwrap_or(Value::Null)
+            let v = a
+                .as_primitive_opt::<Float64Type>()
+                .ok_or_else(|| type_err(name))?
+                .value(i);
+            serde_json::Number::from_f64(v)
+                .map(Value::Number)
+                .unwrap_or(Value::Null)
         }
-        ColumnType::Boolean => Value::Bool(a.as_boolean_opt().ok_or_else(|| type_err(name))?.value(i)),
+        ColumnType::Boolean => {
+            Value::Bool(a.as_boolean_opt().ok_or_else(|| type_err(name))?.value(i))
+        }
         ColumnType::Timestamp => {
-            let us = a.as_primitive_opt::<TimestampMicrosecondType>().ok_or_else(|| type_err(name))?.value(i);
-            let d = chrono::DateTime::from_timestamp_micros(us)
-                .ok_or_else(|| Error::new(ErrorKind::Io, format!("column `{name}` timestamp {us} out of range")))?;
+            let us = a
+                .as_primitive_opt::<TimestampMicrosecondType>()
+                .ok_or_else(|| type_err(name))?
+                .value(i);
+            let d = chrono::DateTime::from_timestamp_micros(us).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("column `{name}` timestamp {us} out of range"),
+                )
+            })?;
             Value::String(d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
         }
     })
 }
 
 fn type_err(name: &str) -> Error {
-    Error::new(ErrorKind::Io, format!("column `{name}` has an unexpected type"))
+    Error::new(
+        ErrorKind::Io,
+        format!("column `{name}` has an unexpected type"),
+    )
 }
 
 fn col(b: &RecordBatch, name: &str) -> Result<ArrayRef> {
-    b.column_by_name(name)
-        .cloned()
-        .ok_or_else(|| Error::new(ErrorKind::Io, format!("column `{name}` missing from a data file")))
+    b.column_by_name(name).cloned().ok_or_else(|| {
+        Error::new(
+            ErrorKind::Io,
+            format!("column `{name}` missing from a data file"),
+        )
+    })
 }
 
 /// A string column as `Utf8` (casting `LargeUtf8`, views and dictionaries).
@@ -296,7 +382,8 @@ pub(crate) fn utf8_array(b: &RecordBatch, name: &str) -> Result<ArrayRef> {
     if a.data_type() == &DataType::Utf8 {
         return Ok(a);
     }
-    arrow_cast::cast(&a, &DataType::Utf8).kind(ErrorKind::Io, || format!("column `{name}` is not a string"))
+    arrow_cast::cast(&a, &DataType::Utf8)
+        .kind(ErrorKind::Io, || format!("column `{name}` is not a string"))
 }
 
 fn utf8(b: &RecordBatch, name: &str) -> Result<StringArray> {

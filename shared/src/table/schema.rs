@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 
 use iceberg::spec::{
-    NestedField, NullOrder, PrimitiveType, Schema, SortDirection, SortField, SortOrder, Transform, Type,
-    UnboundPartitionSpec,
+    NestedField, NullOrder, PrimitiveType, Schema, SortDirection, SortField, SortOrder, Transform,
+    Type, UnboundPartitionSpec,
 };
 
 use crate::error::{Error, ErrorKind, Result};
@@ -31,8 +31,14 @@ pub const LAST_EVENT_TIME: &str = "last_event_time";
 pub const EVENTS_FOLDED: &str = "events_folded";
 
 /// Names the state columns cannot take.
-pub const RESERVED_COLUMNS: [&str; 6] =
-    [TENANT_ID, SOURCE_PARTITION, LAST_OFFSET, LAST_EVENT_ID, LAST_EVENT_TIME, EVENTS_FOLDED];
+pub const RESERVED_COLUMNS: [&str; 6] = [
+    TENANT_ID,
+    SOURCE_PARTITION,
+    LAST_OFFSET,
+    LAST_EVENT_ID,
+    LAST_EVENT_TIME,
+    EVENTS_FOLDED,
+];
 
 /// Sort order id of (tenant_id, key) ascending.
 pub const SORT_ORDER_ID: i64 = 1;
@@ -61,18 +67,23 @@ fn bad(msg: String) -> Error {
 /// Builds the layout for a key field and state columns; rejects clashing or empty names.
 pub(crate) fn layout(key_field: &str, columns: &super::StateColumns) -> Result<TableLayout> {
     if key_field.is_empty() || RESERVED_COLUMNS.contains(&key_field) {
-        return Err(bad(format!("key_field `{key_field}` is empty or a reserved column name")));
+        return Err(bad(format!(
+            "key_field `{key_field}` is empty or a reserved column name"
+        )));
     }
     let s = |t| Type::Primitive(t);
     let mut fields = vec![
-        NestedField::required(1, TENANT_ID, s(PrimitiveType::String)).with_doc("tenant of the entity"),
+        NestedField::required(1, TENANT_ID, s(PrimitiveType::String))
+            .with_doc("tenant of the entity"),
         NestedField::required(2, key_field, s(PrimitiveType::String)).with_doc("entity key"),
     ];
     let mut next_id = 3;
     match columns {
         super::StateColumns::Json => {
             if key_field == STATE {
-                return Err(bad("key_field `state` clashes with the JSON state column".into()));
+                return Err(bad(
+                    "key_field `state` clashes with the JSON state column".into()
+                ));
             }
             fields.push(
                 NestedField::required(next_id, STATE, s(PrimitiveType::String))
@@ -86,7 +97,8 @@ pub(crate) fn layout(key_field: &str, columns: &super::StateColumns) -> Result<T
             }
             let mut seen = std::collections::HashSet::new();
             for (name, t) in cols {
-                if name.is_empty() || name == key_field || RESERVED_COLUMNS.contains(&name.as_str()) {
+                if name.is_empty() || name == key_field || RESERVED_COLUMNS.contains(&name.as_str())
+                {
                     return Err(bad(format!(
                         "state column `{name}` is empty or clashes with the key or a bookkeeping column"
                     )));
@@ -100,11 +112,31 @@ pub(crate) fn layout(key_field: &str, columns: &super::StateColumns) -> Result<T
         }
     }
     let book = [
-        (SOURCE_PARTITION, PrimitiveType::Int, "Kafka partition the row's events came from"),
-        (LAST_OFFSET, PrimitiveType::Long, "offset of the last event folded"),
-        (LAST_EVENT_ID, PrimitiveType::String, "id of the last event folded"),
-        (LAST_EVENT_TIME, PrimitiveType::Timestamptz, "time of the last event folded"),
-        (EVENTS_FOLDED, PrimitiveType::Long, "number of events folded into the state"),
+        (
+            SOURCE_PARTITION,
+            PrimitiveType::Int,
+            "Kafka partition the row's events came from",
+        ),
+        (
+            LAST_OFFSET,
+            PrimitiveType::Long,
+            "offset of the last event folded",
+        ),
+        (
+            LAST_EVENT_ID,
+            PrimitiveType::String,
+            "id of the last event folded",
+        ),
+        (
+            LAST_EVENT_TIME,
+            PrimitiveType::Timestamptz,
+            "time of the last event folded",
+        ),
+        (
+            EVENTS_FOLDED,
+            PrimitiveType::Long,
+            "number of events folded into the state",
+        ),
     ];
     for (name, t, doc) in book {
         fields.push(NestedField::required(next_id, name, s(t)).with_doc(doc));
@@ -139,17 +171,27 @@ pub(crate) fn layout(key_field: &str, columns: &super::StateColumns) -> Result<T
         ("write.delete.mode".to_string(), "merge-on-read".to_string()),
         ("write.update.mode".to_string(), "merge-on-read".to_string()),
         ("write.merge.mode".to_string(), "merge-on-read".to_string()),
-        ("write.parquet.compression-codec".to_string(), "snappy".to_string()),
+        (
+            "write.parquet.compression-codec".to_string(),
+            "snappy".to_string(),
+        ),
         ("refold.key-field".to_string(), key_field.to_string()),
     ]);
-    Ok(TableLayout { schema, spec, sort_order, properties })
+    Ok(TableLayout {
+        schema,
+        spec,
+        sort_order,
+        properties,
+    })
 }
 
 pub(crate) fn field_id(schema: &Schema, name: &str) -> Result<i32> {
-    schema
-        .field_by_name(name)
-        .map(|f| f.id)
-        .ok_or_else(|| Error::new(ErrorKind::Internal, format!("column `{name}` missing from the schema")))
+    schema.field_by_name(name).map(|f| f.id).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("column `{name}` missing from the schema"),
+        )
+    })
 }
 
 /// An existing table must have exactly the columns (names, types, required-ness, order) the

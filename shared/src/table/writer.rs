@@ -7,7 +7,9 @@ use iceberg::io::FileIO;
 use iceberg::spec::{DataFile, DataFileFormat, Literal, PartitionKey, Struct, TableMetadata};
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
-use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use parquet::basic::Compression;
@@ -26,7 +28,10 @@ const WRITE_CHUNK_ROWS: usize = 16 * 1024;
 pub fn partition_key(md: &TableMetadata, p: i32) -> Result<PartitionKey> {
     let spec = md.default_partition_spec();
     if spec.fields().len() != 1 {
-        return Err(Error::new(ErrorKind::Internal, "state table spec is not identity(source_partition)"));
+        return Err(Error::new(
+            ErrorKind::Internal,
+            "state table spec is not identity(source_partition)",
+        ));
     }
     Ok(PartitionKey::new(
         spec.as_ref().clone(),
@@ -68,12 +73,22 @@ pub async fn write_rows(
         ParquetWriterBuilder::new(properties(codec, limits), md.current_schema().clone()),
         limits.target_file_size_bytes,
         io.clone(),
-        DefaultLocationGenerator::new(md).kind(ErrorKind::Internal, || "location generator".into())?,
-        DefaultFileNameGenerator::new("data".into(), Some(uuid::Uuid::new_v4().to_string()), DataFileFormat::Parquet),
+        DefaultLocationGenerator::new(md)
+            .kind(ErrorKind::Internal, || "location generator".into())?,
+        DefaultFileNameGenerator::new(
+            "data".into(),
+            Some(uuid::Uuid::new_v4().to_string()),
+            DataFileFormat::Parquet,
+        ),
     );
-    let mut w = DataFileWriterBuilder::new(rolling).build(Some(key)).await.io(|| "open data file writer".into())?;
+    let mut w = DataFileWriterBuilder::new(rolling)
+        .build(Some(key))
+        .await
+        .io(|| "open data file writer".into())?;
     for chunk in rows.chunks(WRITE_CHUNK_ROWS) {
-        w.write(codec.to_batch(chunk)?).await.io(|| "write data file".into())?;
+        w.write(codec.to_batch(chunk)?)
+            .await
+            .io(|| "write data file".into())?;
     }
     w.close().await.io(|| "close data file".into())
 }

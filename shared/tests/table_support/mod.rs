@@ -10,7 +10,8 @@ use arrow_array::types::Int64Type;
 use futures::TryStreamExt;
 use refold::error::{Error, ErrorKind, Result};
 use refold::table::{
-    CatalogConfig, FoldedBatch, MergeOutcome, StateColumns, StateRow, StateTable, TableConfig, TableIdentity,
+    CatalogConfig, FoldedBatch, MergeOutcome, StateColumns, StateRow, StateTable, TableConfig,
+    TableIdentity,
 };
 use serde_json::{Value, json};
 
@@ -27,13 +28,22 @@ pub struct Ev {
 }
 
 pub fn ev(tenant: &str, key: &str, partition: i32, offset: i64, value: i64) -> Ev {
-    Ev { tenant: tenant.into(), key: key.into(), partition, offset, value }
+    Ev {
+        tenant: tenant.into(),
+        key: key.into(),
+        partition,
+        offset,
+        value,
+    }
 }
 
 pub fn config(dir: &Path, name: &str) -> TableConfig {
     TableConfig {
         catalog: CatalogConfig::embedded(dir).unwrap(),
-        table: TableIdentity { namespace: vec!["domain".into(), "orders".into()], name: name.into() },
+        table: TableIdentity {
+            namespace: vec!["domain".into(), "orders".into()],
+            name: name.into(),
+        },
         key_field: "order_id".into(),
         columns: StateColumns::Json,
         topic: "domain.orders.events".into(),
@@ -44,10 +54,17 @@ pub fn config(dir: &Path, name: &str) -> TableConfig {
 /// Folds one event onto a prior row: count, sum, last value.
 pub fn apply(prior: Option<&StateRow>, e: &Ev) -> StateRow {
     let (count, sum) = prior
-        .map(|p| (p.state["count"].as_i64().unwrap(), p.state["sum"].as_i64().unwrap()))
+        .map(|p| {
+            (
+                p.state["count"].as_i64().unwrap(),
+                p.state["sum"].as_i64().unwrap(),
+            )
+        })
         .unwrap_or((0, 0));
     let state = json!({"count": count + 1, "sum": sum + e.value, "last": e.value, "tag": format!("v{}", e.value)});
-    let Value::Object(state) = state else { unreachable!() };
+    let Value::Object(state) = state else {
+        unreachable!()
+    };
     StateRow {
         tenant_id: e.tenant.clone(),
         key: e.key.clone(),
@@ -62,7 +79,9 @@ pub fn apply(prior: Option<&StateRow>, e: &Ev) -> StateRow {
 
 /// The fold closure `merge_batch` gets for a batch (events of one partition, offset order):
 /// skips events below the committed offset, as the real fold-batch handler does.
-pub fn folder(batch: &[Ev]) -> impl FnMut(i64, &HashMap<(String, String), StateRow>) -> Result<FoldedBatch> + '_ {
+pub fn folder(
+    batch: &[Ev],
+) -> impl FnMut(i64, &HashMap<(String, String), StateRow>) -> Result<FoldedBatch> + '_ {
     move |committed, priors| {
         let mut cur: BTreeMap<(String, String), StateRow> = BTreeMap::new();
         let mut next = committed;
@@ -75,19 +94,29 @@ pub fn folder(batch: &[Ev]) -> impl FnMut(i64, &HashMap<(String, String), StateR
         if let Some(last) = batch.last() {
             next = next.max(last.offset + 1).max(committed);
         }
-        Ok(FoldedBatch { rows: cur.into_values().collect(), next_offset: next, extra_summary: BTreeMap::new() })
+        Ok(FoldedBatch {
+            rows: cur.into_values().collect(),
+            next_offset: next,
+            extra_summary: BTreeMap::new(),
+        })
     }
 }
 
 pub fn keys_of(batch: &[Ev]) -> Vec<(String, String)> {
-    let mut k: Vec<_> = batch.iter().map(|e| (e.tenant.clone(), e.key.clone())).collect();
+    let mut k: Vec<_> = batch
+        .iter()
+        .map(|e| (e.tenant.clone(), e.key.clone()))
+        .collect();
     k.sort();
     k.dedup();
     k
 }
 
 pub async fn merge(t: &StateTable, batch: &[Ev]) -> Result<MergeOutcome> {
-    let p = batch.first().map(|e| e.partition).ok_or_else(|| Error::new(ErrorKind::InvalidInput, "empty batch"))?;
+    let p = batch
+        .first()
+        .map(|e| e.partition)
+        .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "empty batch"))?;
     t.merge_batch(p, &keys_of(batch), folder(batch)).await
 }
 
@@ -121,26 +150,73 @@ pub async fn iceberg_scan(t: &StateTable) -> BTreeMap<(String, String), (Value, 
     if table.metadata().current_snapshot().is_none() {
         return out;
     }
-    let batches: Vec<arrow_array::RecordBatch> =
-        table.scan().select_all().build().unwrap().to_arrow().await.unwrap().try_collect().await.unwrap();
+    let batches: Vec<arrow_array::RecordBatch> = table
+        .scan()
+        .select_all()
+        .build()
+        .unwrap()
+        .to_arrow()
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
     for b in batches {
-        let tn = b.column_by_name("tenant_id").unwrap().as_string::<i32>().clone();
-        let k = b.column_by_name("order_id").unwrap().as_string::<i32>().clone();
-        let s = b.column_by_name("state").unwrap().as_string::<i32>().clone();
-        let lo = b.column_by_name("last_offset").unwrap().as_primitive::<Int64Type>().clone();
-        let ef = b.column_by_name("events_folded").unwrap().as_primitive::<Int64Type>().clone();
+        let tn = b
+            .column_by_name("tenant_id")
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
+        let k = b
+            .column_by_name("order_id")
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
+        let s = b
+            .column_by_name("state")
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
+        let lo = b
+            .column_by_name("last_offset")
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .clone();
+        let ef = b
+            .column_by_name("events_folded")
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .clone();
         for i in 0..b.num_rows() {
             let id = (tn.value(i).to_string(), k.value(i).to_string());
-            let v = (serde_json::from_str(s.value(i)).unwrap(), lo.value(i), ef.value(i));
-            assert!(out.insert(id.clone(), v).is_none(), "iceberg-rust scan: duplicate row {id:?}");
+            let v = (
+                serde_json::from_str(s.value(i)).unwrap(),
+                lo.value(i),
+                ef.value(i),
+            );
+            assert!(
+                out.insert(id.clone(), v).is_none(),
+                "iceberg-rust scan: duplicate row {id:?}"
+            );
         }
     }
     out
 }
 
-pub fn summarize(m: &BTreeMap<(String, String), StateRow>) -> BTreeMap<(String, String), (Value, i64, i64)> {
+pub fn summarize(
+    m: &BTreeMap<(String, String), StateRow>,
+) -> BTreeMap<(String, String), (Value, i64, i64)> {
     m.iter()
-        .map(|(k, r)| (k.clone(), (Value::Object(r.state.clone()), r.last_offset, r.events_folded)))
+        .map(|(k, r)| {
+            (
+                k.clone(),
+                (
+                    Value::Object(r.state.clone()),
+                    r.last_offset,
+                    r.events_folded,
+                ),
+            )
+        })
         .collect()
 }
 
@@ -177,9 +253,20 @@ pub fn python() -> String {
 /// Runs `tests/py/check_table.py` with `args`; panics with its output unless it passes.
 pub fn py_check(args: &[&str]) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/py/check_table.py");
-    let out = std::process::Command::new(python()).arg(&script).args(args).output().expect("run python");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(python())
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("run python");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     println!("{text}");
     assert!(out.status.success(), "check_table.py failed:\n{text}");
-    assert!(text.contains("PYICEBERG OK"), "check_table.py did not confirm:\n{text}");
+    assert!(
+        text.contains("PYICEBERG OK"),
+        "check_table.py did not confirm:\n{text}"
+    );
 }
