@@ -112,3 +112,48 @@ async fn produce_then_consume_as_esm_batches() {
         .unwrap();
     assert_eq!(records.len(), lines.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_to_a_dlq_topic() {
+    use refold::dead_letter::{DeadLetter, DeadLetterKind, DeadLetterStore};
+    use refold_kafka::KafkaDeadLetters;
+
+    let brokers = brokers();
+    let topic = format!("refold.dlq.{}", uuid::Uuid::new_v4().simple());
+    create_topic(&brokers, &topic, 1).await.unwrap();
+    let batch: Vec<DeadLetter> = DeadLetterKind::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, k)| DeadLetter {
+            topic: "domain.orders.events".into(),
+            partition: 2,
+            offset: i as i64,
+            timestamp_ms: Some(1),
+            key: Some(format!("order-{i}").into_bytes()),
+            raw: vec![0xff, b'x'],
+            reason: "test".into(),
+            kind: *k,
+            pipeline: "p".into(),
+        })
+        .collect();
+    let dlq = KafkaDeadLetters::new(&brokers, &topic).unwrap();
+    dlq.put(&batch).await.unwrap();
+    let (b, t) = (brokers.clone(), topic.clone());
+    let got = tokio::task::spawn_blocking(move || read_topic(&b, &t, Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .unwrap();
+    let back: Vec<DeadLetter> = got
+        .iter()
+        .map(|r| serde_json::from_slice(&r.value).unwrap())
+        .collect();
+    assert_eq!(
+        back, batch,
+        "one message per dead letter, in order, bytes intact"
+    );
+    assert_eq!(
+        got[1].key.as_deref(),
+        Some(&b"order-1"[..]),
+        "keyed by the original key"
+    );
+}

@@ -6,6 +6,8 @@
 //!
 //! stack.sh gives the function REFOLD_PIPELINE (the seed pipeline), REFOLD_WAREHOUSE and
 //! REFOLD_DEAD_LETTER, and this test the same as REFOLD_LAMBDA_* to read the result.
+//! Each function instance starts with `cargo run`: while other cargo builds hold the target
+//! directory lock, the first invoke waits for them (curl waits up to 15 min).
 
 #![allow(clippy::unwrap_used)]
 mod common;
