@@ -94,13 +94,17 @@ async fn run(s: Scenario) -> Result<(), TestCaseError> {
     while queues.iter().any(|q| !q.is_empty()) {
         steps += 1;
         let mut calls: Vec<Call> = vec![];
+        let mut crashed = false; // one crash per step: the crashing handle has one fault slot
         for q in queues.iter_mut() {
             if q.is_empty() || choice.next().unwrap() % 3 == 0 {
                 continue;
             }
             let b = q.front().cloned().unwrap();
             match choice.next().unwrap() % 10 {
-                0 if steps < 40 => calls.push(Call::Crash(b)), // stays queued: delivered again later
+                0 if steps < 40 && !crashed => {
+                    crashed = true;
+                    calls.push(Call::Crash(b)); // stays queued: delivered again later
+                }
                 1 => {
                     q.pop_front();
                     calls.push(Call::Merge(b.clone()));
