@@ -27,6 +27,10 @@
 //! 5. on a lost compare-and-set, reload: if the partition's offset moved, or a data file our
 //!    deletes point at is no longer live (compaction), redo from 2; else re-base the same files
 //!    onto the new snapshot and retry. At most `max_commit_attempts` attempts, jittered backoff.
+//!
+//! Assumption: a (tenant, key) lives in one source partition (Kafka's key hashing), so a
+//! merge looks for priors in its own partition only. Repartitioning a topic needs a replay
+//! into a new table.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
