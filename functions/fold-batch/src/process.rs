@@ -340,18 +340,8 @@ impl BatchProcessor {
             }
             report.fold_ms += fold_ms;
             report.commit_ms += (merge_ms - fold_ms).max(0.0);
-            add(&mut report.counts, &counts);
+            report.counts += counts;
         }
         Ok(report)
     }
-}
-
-fn add(total: &mut Counts, c: &Counts) {
-    total.received += c.received;
-    total.folded += c.folded;
-    total.filtered += c.filtered;
-    total.dead_lettered += c.dead_lettered;
-    total.skipped += c.skipped;
-    total.already_applied += c.already_applied;
-    total.deferred += c.deferred;
 }
