@@ -56,6 +56,9 @@ impl CompiledPipeline {
     }
 }
 
+/// (tenant_id, key) of a group, borrowing from the batch where it can.
+type GroupId<'r> = (Cow<'r, str>, Cow<'r, str>);
+
 /// One decoded record, kept with the record it came from.
 struct Item<'r> {
     record: &'r SourceRecord,
@@ -259,8 +262,7 @@ impl Prepared<'_> {
         }
 
         // Per row: the events still to fold, in offset order.
-        let mut work: Vec<(&(Cow<str>, Cow<str>), Vec<&Item>)> =
-            Vec::with_capacity(self.groups.len());
+        let mut work: Vec<(&GroupId, Vec<&Item>)> = Vec::with_capacity(self.groups.len());
         for (id, items) in &self.groups {
             let mut todo = Vec::with_capacity(items.len());
             for item in items {

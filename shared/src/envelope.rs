@@ -111,10 +111,11 @@ impl<'a> Envelope<'a> {
         for (key, v) in fields {
             // Unknown fields are ignored so that producers can add fields without breaking
             // consumers.
-            if let Some(i) = FIELDS.iter().position(|f| *f == key) {
-                if raw.fields[i].replace(v).is_some() && raw.duplicate.is_none() {
-                    raw.duplicate = Some(FIELDS[i]);
-                }
+            if let Some(i) = FIELDS.iter().position(|f| *f == key)
+                && raw.fields[i].replace(v).is_some()
+                && raw.duplicate.is_none()
+            {
+                raw.duplicate = Some(FIELDS[i]);
             }
         }
         raw.validate()

@@ -371,10 +371,8 @@ impl<'a> Parser<'a> {
             }
         }
         let text = &self.text[start..self.pos];
-        if integral {
-            if let Ok(i) = text.parse::<i64>() {
-                return Ok(Json::Int(i));
-            }
+        if integral && let Ok(i) = text.parse::<i64>() {
+            return Ok(Json::Int(i));
         }
         text.parse::<f64>()
             .map(Json::Float)

@@ -69,8 +69,7 @@ fn entries(tokens: &[Tok], open: usize, close: usize) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut depth = 0usize;
     let mut start = open + 1;
-    for i in open + 1..close {
-        let t = &tokens[i].1;
+    for (i, (_, t, _)) in tokens.iter().enumerate().take(close).skip(open + 1) {
         if opens(t) {
             depth += 1;
         } else if closes(t) {

@@ -78,7 +78,7 @@ impl StarlarkFold {
         Ok(Self {
             _module: module,
             fold,
-            limits: limits.clone(),
+            limits: *limits,
         })
     }
 

@@ -288,18 +288,13 @@ pub(crate) async fn create_table(
         .namespace_exists(ns)
         .await
         .io(|| format!("check namespace {ns:?}"))?
+        && let Err(e) = cat.create_namespace(ns, HashMap::new()).await
+        && !cat
+            .namespace_exists(ns)
+            .await
+            .io(|| format!("check namespace {ns:?}"))?
     {
-        if let Err(e) = cat.create_namespace(ns, HashMap::new()).await {
-            if !cat
-                .namespace_exists(ns)
-                .await
-                .io(|| format!("check namespace {ns:?}"))?
-            {
-                return Err(
-                    Error::new(ErrorKind::Io, format!("create namespace {ns:?}")).with_source(e),
-                );
-            }
-        }
+        return Err(Error::new(ErrorKind::Io, format!("create namespace {ns:?}")).with_source(e));
     }
     let creation = TableCreation::builder()
         .name(ident.name().to_string())

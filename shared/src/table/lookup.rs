@@ -89,6 +89,9 @@ impl KeyIndex {
 
 type Bounds<'a> = (Option<&'a str>, Option<&'a str>);
 
+/// A data file still to read: path, size in bytes, row groups to read, deleted positions.
+type PendingFile = (String, u64, Vec<usize>, Arc<Vec<i64>>);
+
 fn within(b: Bounds<'_>, v: &str) -> bool {
     b.0.is_none_or(|lo| lo <= v) && b.1.is_none_or(|hi| v <= hi)
 }
@@ -213,7 +216,7 @@ async fn read(
         .unwrap_or(1)
         .max(1);
     let mut units = vec![];
-    let mut pending: Vec<(String, u64, Vec<usize>, Arc<Vec<i64>>)> = vec![];
+    let mut pending: Vec<PendingFile> = vec![];
     for f in &files {
         let path = f.file.file_path();
         let md = reader::open(io, path, f.file.file_size_in_bytes(), false, false)
