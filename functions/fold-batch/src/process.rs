@@ -302,15 +302,13 @@ impl BatchProcessor {
                 .map(|mut l| l.take())
                 .unwrap_or(None)
                 .unwrap_or_default();
-            let c = folded.counts;
             // (An `already_applied` outcome means the fold found nothing at or after the
             // committed offset: its counts say so, and it has no dead letters.)
-            counts.folded += c.folded;
-            counts.filtered += c.filtered;
-            counts.dead_lettered += c.dead_lettered;
-            counts.skipped += c.skipped;
-            counts.already_applied += c.already_applied;
-            counts.deferred += c.deferred;
+            // `received` is already counted above, with the records that never decoded.
+            counts += Counts {
+                received: 0,
+                ..folded.counts
+            };
             report.keys += folded.rows.len();
             if outcome.as_ref().is_some_and(|o| o.snapshot_id.is_some()) {
                 report.snapshots += 1;
