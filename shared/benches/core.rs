@@ -3,17 +3,32 @@
 //! baseline measured in the same process (serde_json into an owned `Value`), because
 //! these machines are noisy and absolute figures drift.
 //!
+//! Envelope decoding is measured against maintained parsers on the same corpus in the same
+//! run: whole-document trees (refold's `json::parse`, `simd-json`'s `BorrowedValue`,
+//! `sonic-rs`'s `Value`) and typed borrowed envelopes (serde_json, sonic-rs and simd-json
+//! into a `#[derive(Deserialize)]` struct of `Cow<str>` fields, `data` left raw or parsed),
+//! each with the checks `Envelope::decode` makes. serde_json is built here with
+//! `arbitrary_precision` (starlark turns it on), which slows its `Value`, not typed
+//! deserialization. sonic-rs uses its SIMD paths on x86_64 only when built with AVX2 and
+//! PCLMULQDQ (`-C target-cpu=...`); NEON is always on for aarch64 (the Lambda target).
+//!
 //! `cargo bench -p refold --bench core` (REFOLD_BENCH_SECONDS to change the run length).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use refold::envelope::Envelope;
+use refold::envelope::{Envelope, MAX_ID_BYTES, parse_rfc3339_us};
 use refold::fold::native::OrderFold;
 use refold::fold::{Fold, FoldProgram, KeyEvents};
+use refold::json::{self, Json};
 use refold::pipeline::{self, FoldSource};
+use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use sonic_rs::JsonValueTrait;
 
 /// Runs `f` (which processes `per_call` events) repeatedly for about `budget`; the median of
 /// the per-call rates, in events/s.
@@ -28,6 +43,47 @@ fn rate(budget: Duration, per_call: usize, mut f: impl FnMut()) -> f64 {
     }
     rates.sort_by(f64::total_cmp);
     rates[rates.len() / 2]
+}
+
+/// An envelope decoded by serde into borrowed fields; `D` is how `data` and `metadata`
+/// come out (raw text, a lazy value, or a parsed tree). Duplicate fields are an error and
+/// unknown ones are ignored, as in `Envelope::decode`.
+#[derive(Deserialize)]
+struct Typed<'a, D> {
+    #[serde(borrow)]
+    event_id: Cow<'a, str>,
+    #[serde(borrow)]
+    event_type: Cow<'a, str>,
+    #[serde(borrow)]
+    entity_type: Cow<'a, str>,
+    #[serde(borrow)]
+    entity_id: Cow<'a, str>,
+    #[serde(borrow)]
+    tenant_id: Cow<'a, str>,
+    #[serde(borrow)]
+    timestamp: Cow<'a, str>,
+    version: i64,
+    data: D,
+    metadata: Option<D>,
+}
+
+impl<D> Typed<'_, D> {
+    /// The checks `Envelope::decode` makes; `data_is_object` is checked by the caller,
+    /// the way its crate allows. Returns the timestamp in microseconds.
+    fn validate(&self, data_is_object: bool) -> Option<i64> {
+        let ids = [
+            &self.event_id,
+            &self.event_type,
+            &self.entity_type,
+            &self.entity_id,
+            &self.tenant_id,
+            &self.timestamp,
+        ];
+        let ids_ok = ids.iter().all(|s| !s.is_empty() && s.len() <= MAX_ID_BYTES);
+        (ids_ok && self.version >= 1 && data_is_object)
+            .then(|| parse_rfc3339_us(&self.timestamp).ok())
+            .flatten()
+    }
 }
 
 fn main() {
@@ -61,6 +117,7 @@ fn main() {
             black_box(Envelope::decode(l).expect("valid"));
         }
     });
+    let parsers = json_parsers(budget, &lines);
 
     // Fold inputs: the stream grouped by (tenant, key) as a batch would be.
     let envelopes: Vec<Envelope> = lines
@@ -130,6 +187,23 @@ fn main() {
         1.0
     );
     row("envelope decode + validate (borrowed)", decode, 1.0e6);
+    println!("JSON parsers on the same envelopes (whole document, then typed + validated):");
+    // Each group's first row is refold's own.
+    let mut refold_rate = 0.0;
+    for (name, r) in &parsers {
+        if name
+            .split_once(": ")
+            .is_some_and(|(_, who)| who.starts_with("refold"))
+        {
+            refold_rate = *r;
+        }
+        println!(
+            "  {name:<66} {:>7.2} M events/s  {:>5.2}x baseline  {:>5.2}x refold",
+            r / 1e6,
+            r / baseline,
+            r / refold_rate
+        );
+    }
     row("Starlark seed fold (one heap per batch)", star_rate, 1.5e6);
     // Includes reading and writing each key's state as JSON (once per key), so no target.
     println!(
@@ -143,4 +217,346 @@ fn main() {
         native_apply,
         10.0e6,
     );
+}
+
+/// The JSON parser comparison: each row's events/s. `lines` are valid envelopes.
+fn json_parsers(budget: Duration, lines: &[&[u8]]) -> Vec<(&'static str, f64)> {
+    let n = lines.len();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut out = Vec::new();
+    let is_object = |t: &str| t.starts_with('{');
+    let seed = JsonSeed { depth: 0 };
+
+    // Whole documents into a tree a fold can read.
+    out.push((
+        "tree: refold json::parse -> Json (borrowed)",
+        rate(budget, n, || {
+            for l in lines {
+                black_box(json::parse(l).expect("json"));
+            }
+        }),
+    ));
+    out.push((
+        "tree: simd-json to_borrowed_value (copy + parse)",
+        rate(budget, n, || {
+            for l in lines {
+                buf.clear();
+                buf.extend_from_slice(l);
+                black_box(simd_json::to_borrowed_value(&mut buf).expect("json"));
+            }
+        }),
+    ));
+    let mut buffers = simd_json::Buffers::default();
+    out.push((
+        "tree: simd-json to_borrowed_value_with_buffers (copy + parse)",
+        rate(budget, n, || {
+            for l in lines {
+                buf.clear();
+                buf.extend_from_slice(l);
+                black_box(
+                    simd_json::to_borrowed_value_with_buffers(&mut buf, &mut buffers)
+                        .expect("json"),
+                );
+            }
+        }),
+    ));
+    out.push((
+        "tree: simd-json serde -> refold Json (visitor, copy)",
+        rate(budget, n, || {
+            for l in lines {
+                buf.clear();
+                buf.extend_from_slice(l);
+                let mut de = simd_json::Deserializer::from_slice(&mut buf).expect("json");
+                black_box(seed.deserialize(&mut de).expect("json"));
+            }
+        }),
+    ));
+    out.push((
+        "tree: sonic-rs from_slice -> sonic_rs::Value",
+        rate(budget, n, || {
+            for l in lines {
+                black_box(sonic_rs::from_slice::<sonic_rs::Value>(l).expect("json"));
+            }
+        }),
+    ));
+    out.push((
+        "tree: sonic-rs depth pre-scan + sonic_rs::Value",
+        rate(budget, n, || {
+            for l in lines {
+                assert!(json::nesting_within(l, json::MAX_DEPTH));
+                black_box(sonic_rs::from_slice::<sonic_rs::Value>(l).expect("json"));
+            }
+        }),
+    ));
+    out.push((
+        "tree: sonic-rs pre-scan + Value -> refold Json (copied)",
+        rate(budget, n, || {
+            for l in lines {
+                assert!(json::nesting_within(l, json::MAX_DEPTH));
+                let v: sonic_rs::Value = sonic_rs::from_slice(l).expect("json");
+                black_box(from_sonic(&v));
+            }
+        }),
+    ));
+    out.push((
+        "tree: sonic-rs serde -> refold Json (visitor, borrowed)",
+        rate(budget, n, || {
+            for l in lines {
+                let mut de = sonic_rs::Deserializer::from_slice(l);
+                black_box(seed.deserialize(&mut de).expect("json"));
+                de.end().expect("one value");
+            }
+        }),
+    ));
+
+    // Envelopes, validated like Envelope::decode.
+    out.push((
+        "envelope: refold Envelope::decode (data parsed)",
+        rate(budget, n, || {
+            for l in lines {
+                black_box(Envelope::decode(l).expect("valid"));
+            }
+        }),
+    ));
+    out.push((
+        "envelope: serde_json typed borrowed, data &RawValue (unparsed)",
+        rate(budget, n, || {
+            for l in lines {
+                let e: Typed<&serde_json::value::RawValue> =
+                    serde_json::from_slice(l).expect("json");
+                black_box(e.validate(is_object(e.data.get())).expect("valid"));
+                black_box(&e);
+            }
+        }),
+    ));
+    out.push((
+        "envelope: serde_json typed borrowed, data &RawValue -> refold Json",
+        rate(budget, n, || {
+            for l in lines {
+                let e: Typed<&serde_json::value::RawValue> =
+                    serde_json::from_slice(l).expect("json");
+                let data = json::parse(e.data.get().as_bytes()).expect("json");
+                let metadata = e
+                    .metadata
+                    .map(|m| json::parse(m.get().as_bytes()).expect("json"));
+                black_box(e.validate(matches!(data, Json::Object(_))).expect("valid"));
+                black_box((&e, data, metadata));
+            }
+        }),
+    ));
+    out.push((
+        "envelope: sonic-rs typed borrowed, data LazyValue (unparsed)",
+        rate(budget, n, || {
+            for l in lines {
+                let e: Typed<sonic_rs::LazyValue> = sonic_rs::from_slice(l).expect("json");
+                black_box(e.validate(is_object(e.data.as_raw_str())).expect("valid"));
+                black_box(&e);
+            }
+        }),
+    ));
+    out.push((
+        "envelope: sonic-rs pre-scan + typed borrowed, data sonic Value",
+        rate(budget, n, || {
+            for l in lines {
+                assert!(json::nesting_within(l, json::MAX_DEPTH));
+                let e: Typed<sonic_rs::Value> = sonic_rs::from_slice(l).expect("json");
+                black_box(e.validate(e.data.is_object()).expect("valid"));
+                black_box(&e);
+            }
+        }),
+    ));
+    out.push((
+        "envelope: sonic-rs pre-scan + Value, fields found + validated",
+        rate(budget, n, || {
+            for l in lines {
+                assert!(json::nesting_within(l, json::MAX_DEPTH));
+                let v: sonic_rs::Value = sonic_rs::from_slice(l).expect("json");
+                black_box(sonic_envelope(&v).expect("valid"));
+                black_box(&v);
+            }
+        }),
+    ));
+    out.push((
+        "envelope: simd-json typed borrowed, data BorrowedValue (copy)",
+        rate(budget, n, || {
+            for l in lines {
+                buf.clear();
+                buf.extend_from_slice(l);
+                let e: Typed<simd_json::BorrowedValue> =
+                    simd_json::serde::from_slice(&mut buf).expect("json");
+                let data_is_object = matches!(e.data, simd_json::BorrowedValue::Object(_));
+                black_box(e.validate(data_is_object).expect("valid"));
+                black_box(&e);
+            }
+        }),
+    ));
+    out
+}
+
+/// The envelope's fields out of a sonic-rs object, checked as `Envelope::decode` checks
+/// them (a field twice is an error, unknown fields are ignored); the timestamp in
+/// microseconds.
+fn sonic_envelope(v: &sonic_rs::Value) -> Option<i64> {
+    use sonic_rs::JsonContainerTrait;
+    let mut found: [Option<&sonic_rs::Value>; 9] = [None; 9];
+    for (k, v) in v.as_object()?.iter() {
+        if let Some(i) = refold::envelope::FIELDS.iter().position(|f| *f == k)
+            && found[i].replace(v).is_some()
+        {
+            return None;
+        }
+    }
+    let [
+        event_id,
+        event_type,
+        entity_type,
+        entity_id,
+        tenant_id,
+        timestamp,
+        version,
+        data,
+        metadata,
+    ] = found;
+    for id in [
+        event_id,
+        event_type,
+        entity_type,
+        entity_id,
+        tenant_id,
+        timestamp,
+    ] {
+        let s = id?.as_str()?;
+        if s.is_empty() || s.len() > MAX_ID_BYTES {
+            return None;
+        }
+    }
+    let version_ok = version?.as_i64().is_some_and(|v| v >= 1);
+    let metadata_ok = metadata.is_none_or(|m| m.is_object() || m.is_null());
+    (version_ok && data?.is_object() && metadata_ok)
+        .then(|| parse_rfc3339_us(timestamp?.as_str()?).ok())
+        .flatten()
+}
+
+/// refold's `Json` from a sonic-rs value (strings copied: a sonic-rs value owns them).
+/// Duplicate keys stay, in order; `Json::get` sees the last one (sonic-rs' own `get` sees
+/// the first).
+fn from_sonic(v: &sonic_rs::Value) -> Json<'static> {
+    use sonic_rs::JsonContainerTrait;
+    if let Some(b) = v.as_bool() {
+        Json::Bool(b)
+    } else if let Some(i) = v.as_i64() {
+        Json::Int(i)
+    } else if let Some(f) = v.as_f64() {
+        Json::Float(f)
+    } else if let Some(s) = v.as_str() {
+        Json::Str(Cow::Owned(s.to_owned()))
+    } else if let Some(items) = v.as_array() {
+        Json::Array(items.iter().map(from_sonic).collect())
+    } else if let Some(fields) = v.as_object() {
+        Json::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (Cow::Owned(k.to_owned()), from_sonic(v)))
+                .collect(),
+        )
+    } else {
+        Json::Null
+    }
+}
+
+/// Builds refold's `Json` from a serde deserializer (sonic-rs, simd-json), borrowing the
+/// strings it lends, with `json::parse`'s nesting bound. (Not for serde_json as built here:
+/// `arbitrary_precision` hands numbers over as a map.)
+#[derive(Clone, Copy)]
+struct JsonSeed {
+    depth: usize,
+}
+
+impl JsonSeed {
+    fn nested<E: serde::de::Error>(self) -> Result<Self, E> {
+        if self.depth >= json::MAX_DEPTH {
+            return Err(E::custom("nested too deep"));
+        }
+        Ok(Self {
+            depth: self.depth + 1,
+        })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for JsonSeed {
+    type Value = Json<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Json<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for JsonSeed {
+    type Value = Json<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Json<'de>, E> {
+        Ok(Json::Null)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Json<'de>, E> {
+        Ok(Json::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Json<'de>, E> {
+        Ok(Json::Int(i))
+    }
+    fn visit_u64<E>(self, u: u64) -> Result<Json<'de>, E> {
+        Ok(i64::try_from(u).map_or(Json::Float(u as f64), Json::Int))
+    }
+    fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<Json<'de>, E> {
+        if f.is_finite() {
+            Ok(Json::Float(f))
+        } else {
+            Err(E::custom("number out of range"))
+        }
+    }
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Borrowed(s)))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Owned(s.to_owned())))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
+        let inner = self.nested()?;
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(v) = seq.next_element_seed(inner)? {
+            items.push(v);
+        }
+        Ok(Json::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
+        let inner = self.nested()?;
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+        while let Some(k) = map.next_key_seed(KeySeed)? {
+            fields.push((k, map.next_value_seed(inner)?));
+        }
+        Ok(Json::Object(fields))
+    }
+}
+
+/// An object key, borrowed when the deserializer lends it.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(s))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(s.to_owned()))
+    }
 }
