@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use refold::batch::{CompiledPipeline, fold_in_memory};
+use refold::batch::{CompiledPipeline, KeyCheck, fold_in_memory};
 use refold::{pipeline, record};
 
 /// Loads a pipeline for a command that works offline (`fold`, `state`) and fails with every
@@ -34,7 +34,8 @@ pub fn compile(path: &Path) -> anyhow::Result<CompiledPipeline> {
 
 pub fn run(pipeline_path: &Path, events: &Path, batch_size: usize) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(batch_size > 0, "--batch-size must be at least 1");
-    let cp = compile(pipeline_path)?;
+    // A file is one partition: no key can sit in two, so records need no Kafka key.
+    let cp = compile(pipeline_path)?.with_key_check(KeyCheck::Off);
     let text = std::fs::read(events).with_context(|| format!("reading {}", events.display()))?;
     let records = record::from_jsonl(&text, &events.display().to_string());
     let view = fold_in_memory(&cp, &records, batch_size)?;

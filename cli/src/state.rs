@@ -20,7 +20,7 @@ pub async fn run(
         warehouse.display(),
         warehouse.display()
     );
-    let config = fold_batch::process::table_config(&cp, CatalogConfig::embedded(warehouse)?)?;
+    let config = refold::engine::table_config(&cp, CatalogConfig::embedded(warehouse)?)?;
     let table = StateTable::open_or_create(config).await?;
     let rows = table.current_rows(tenant, key).await?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

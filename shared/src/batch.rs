@@ -20,6 +20,33 @@ use crate::table::StateRow;
 /// (tenant_id, key): the identity of a state row. Tenants never share a row.
 pub type RowId = (String, String);
 
+/// How a record's Kafka key must relate to the row it folds into.
+///
+/// refold looks up a key's prior state in the record's own source partition only (one
+/// Iceberg partition per Kafka partition keeps a batch's reads and writes local). That is
+/// sound only while each key lives in one partition, which Kafka guarantees when producers
+/// key records by the row key. The rule, recorded in the table as `refold.keying`:
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyCheck {
+    /// The record's Kafka key must be present and equal the row key (`data.<key_field>`,
+    /// else `entity_id`). A record without a key, or keyed by something else, could sit
+    /// in another partition than the row's other events: it becomes a dead letter of kind
+    /// `key_mismatch` (under the pipeline's `on_error` policy) instead of a second live row.
+    RecordKey,
+    /// No check: for sources of one partition (a JSONL file), where no key can move.
+    Off,
+}
+
+impl KeyCheck {
+    /// The value of the table property `refold.keying`.
+    pub fn property(self, key_field: &str) -> String {
+        match self {
+            KeyCheck::RecordKey => format!("record-key = data.{key_field} | entity_id"),
+            KeyCheck::Off => "single-partition source (no key check)".to_owned(),
+        }
+    }
+}
+
 /// A pipeline ready to fold batches, compiled once (per Lambda container, per CLI run).
 pub struct CompiledPipeline {
     pub pipeline: Pipeline,
@@ -27,6 +54,7 @@ pub struct CompiledPipeline {
     /// Event types the source takes; empty means all.
     event_types: HashSet<String>,
     pub on_error: ErrorPolicy,
+    pub key_check: KeyCheck,
     fold: FoldProgram,
 }
 
@@ -42,9 +70,17 @@ impl CompiledPipeline {
             key_field: t.key_field.clone(),
             event_types,
             on_error: t.on_error,
+            key_check: KeyCheck::RecordKey,
             fold,
             pipeline,
         })
+    }
+
+    /// The same pipeline with another [`KeyCheck`] (sources of one partition).
+    #[must_use]
+    pub fn with_key_check(mut self, key_check: KeyCheck) -> Self {
+        self.key_check = key_check;
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -65,19 +101,53 @@ struct Item<'r> {
     envelope: Envelope<'r>,
 }
 
+/// A record set aside before folding: it did not decode, or broke the keying rule.
+enum Poison<'r> {
+    /// Read fine from the source, rejected by refold: (record, kind, reason).
+    Record(&'r SourceRecord, DeadLetterKind, String),
+    /// Could not even be read (bad base64 in the trigger): already a dead letter.
+    Undecodable(&'r DeadLetter),
+}
+
+impl Poison<'_> {
+    fn at(&self) -> (i32, i64) {
+        match self {
+            Poison::Record(r, _, _) => (r.partition, r.offset),
+            Poison::Undecodable(d) => (d.partition, d.offset),
+        }
+    }
+
+    fn dead_letter(&self, pipeline: &str) -> DeadLetter {
+        match self {
+            Poison::Record(r, kind, reason) => {
+                DeadLetter::from_record(r, *kind, reason.clone(), pipeline)
+            }
+            Poison::Undecodable(d) => (*d).clone(),
+        }
+    }
+}
+
 /// A batch decoded and grouped by row, before any state is read.
 pub struct Prepared<'r> {
     /// Per row, its events in (partition, offset) order.
     groups: BTreeMap<(Cow<'r, str>, Cow<'r, str>), Vec<Item<'r>>>,
-    /// Records that did not decode: (record, kind, reason).
-    poison: Vec<(&'r SourceRecord, DeadLetterKind, String)>,
+    /// Records set aside before folding, in no particular order.
+    poison: Vec<Poison<'r>>,
+    /// Per partition: its first offset and the offset after its last record, decoded or not.
+    spans: BTreeMap<i32, (i64, i64)>,
     pub received: usize,
     pub filtered: usize,
 }
 
 /// Decodes a batch. Records must be in (partition, offset) order, as every adapter
-/// delivers them; this is checked.
-pub fn prepare<'r>(cp: &CompiledPipeline, records: &'r [SourceRecord]) -> Result<Prepared<'r>> {
+/// delivers them; this is checked. `undecodable` are records of the same batch that could
+/// not be read at all (bad base64): they take the same path as every other poison record
+/// (dead letter, skip or fail by policy; already applied below the committed offset).
+pub fn prepare<'r>(
+    cp: &CompiledPipeline,
+    records: &'r [SourceRecord],
+    undecodable: &'r [DeadLetter],
+) -> Result<Prepared<'r>> {
     if let Some(w) = records
         .windows(2)
         .find(|w| (w[0].partition, w[0].offset) >= (w[1].partition, w[1].offset))
@@ -91,7 +161,7 @@ pub fn prepare<'r>(cp: &CompiledPipeline, records: &'r [SourceRecord]) -> Result
         ));
     }
     let mut groups: BTreeMap<(Cow<'r, str>, Cow<'r, str>), Vec<Item<'r>>> = BTreeMap::new();
-    let mut poison = Vec::new();
+    let mut poison: Vec<Poison<'r>> = undecodable.iter().map(Poison::Undecodable).collect();
     let mut filtered = 0;
     for record in records {
         let envelope = match Envelope::decode(&record.value) {
@@ -102,7 +172,7 @@ pub fn prepare<'r>(cp: &CompiledPipeline, records: &'r [SourceRecord]) -> Result
                 } else {
                     DeadLetterKind::InvalidEnvelope
                 };
-                poison.push((record, kind, e.to_string()));
+                poison.push(Poison::Record(record, kind, e.to_string()));
                 continue;
             }
         };
@@ -113,22 +183,56 @@ pub fn prepare<'r>(cp: &CompiledPipeline, records: &'r [SourceRecord]) -> Result
         let key = match envelope.key(&cp.key_field) {
             Ok(k) => k.into_owned(),
             Err(e) => {
-                poison.push((record, DeadLetterKind::InvalidEnvelope, e.to_string()));
+                poison.push(Poison::Record(record, DeadLetterKind::InvalidEnvelope, e.to_string()));
                 continue;
             }
         };
+        if let Some(reason) = key_mismatch(cp, record, &key) {
+            poison.push(Poison::Record(record, DeadLetterKind::KeyMismatch, reason));
+            continue;
+        }
         let tenant = envelope.tenant_id.clone();
         groups
             .entry((tenant, Cow::Owned(key)))
             .or_default()
             .push(Item { record, envelope });
     }
+    let mut spans: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+    let offsets = records
+        .iter()
+        .map(|r| (r.partition, r.offset))
+        .chain(undecodable.iter().map(|d| (d.partition, d.offset)));
+    for (p, o) in offsets {
+        let span = spans.entry(p).or_insert((o, o + 1));
+        *span = (span.0.min(o), span.1.max(o + 1));
+    }
     Ok(Prepared {
         groups,
         poison,
-        received: records.len(),
+        spans,
+        received: records.len() + undecodable.len(),
         filtered,
     })
+}
+
+/// Why `record` breaks the pipeline's [`KeyCheck`] for row key `key`, if it does.
+fn key_mismatch(cp: &CompiledPipeline, record: &SourceRecord, key: &str) -> Option<String> {
+    if cp.key_check == KeyCheck::Off {
+        return None;
+    }
+    let field = &cp.key_field;
+    match &record.key {
+        Some(k) if k.as_slice() == key.as_bytes() => None,
+        Some(k) => Some(format!(
+            "the Kafka record key `{}` is not the event's {field} `{key}`: refold folds a key \
+             within one partition, so records must be keyed by {field} (else entity_id)",
+            String::from_utf8_lossy(&k[..k.len().min(200)])
+        )),
+        None => Some(format!(
+            "the Kafka record has no key: records must be keyed by {field} (`{key}`) so that \
+             all events of a key are in one partition"
+        )),
+    }
 }
 
 /// The outcome of folding a prepared batch.
@@ -195,13 +299,15 @@ impl Prepared<'_> {
             .collect()
     }
 
-    /// The partitions of the batch with the offset after each one's last record.
-    pub fn partition_ends(&self, records: &[SourceRecord]) -> BTreeMap<i32, i64> {
-        let mut ends = BTreeMap::new();
-        for r in records {
-            ends.insert(r.partition, r.offset + 1);
-        }
-        ends
+    /// The partitions of the batch with the offset after each one's last record (decoded
+    /// or not).
+    pub fn partition_ends(&self) -> BTreeMap<i32, i64> {
+        self.spans.iter().map(|(p, (_, end))| (*p, *end)).collect()
+    }
+
+    /// The first offset of partition `p` in this batch, if the batch has records of it.
+    pub fn first_offset(&self, p: i32) -> Option<i64> {
+        self.spans.get(&p).map(|(first, _)| *first)
     }
 
     /// Folds the batch onto `priors`. `committed(p)` is partition `p`'s committed next
@@ -247,17 +353,21 @@ impl Prepared<'_> {
             filtered: self.filtered,
             ..Counts::default()
         };
-        let live = |r: &SourceRecord| r.offset >= committed(r.partition);
-        let before_cut = |r: &SourceRecord| cut.get(&r.partition).is_none_or(|c| r.offset < *c);
+        let live_at = |(p, o): (i32, i64)| o >= committed(p);
+        let before_cut_at = |(p, o): (i32, i64)| cut.get(&p).is_none_or(|c| o < *c);
+        let live = |r: &SourceRecord| live_at((r.partition, r.offset));
+        let before_cut = |r: &SourceRecord| before_cut_at((r.partition, r.offset));
         let mut failed_at: BTreeMap<i32, i64> = cut.clone();
-        let mut poison: Vec<(&SourceRecord, DeadLetterKind, String)> = Vec::new();
-        for (record, kind, reason) in &self.poison {
-            if !live(record) {
+        // (partition, offset, dead letter) of every record set aside by this fold.
+        let mut poison: Vec<(i32, i64, DeadLetter)> = Vec::new();
+        for p in &self.poison {
+            if !live_at(p.at()) {
                 counts.already_applied += 1;
-            } else if !before_cut(record) {
+            } else if !before_cut_at(p.at()) {
                 counts.deferred += 1;
             } else {
-                poison.push((record, *kind, reason.clone()));
+                let (partition, offset) = p.at();
+                poison.push((partition, offset, p.dead_letter(cp.name())));
             }
         }
 
@@ -304,10 +414,11 @@ impl Prepared<'_> {
                     FoldErrorKind::Raised | FoldErrorKind::BadReturn => DeadLetterKind::FoldError,
                 };
                 let item = items[*i];
+                let reason = format!("event `{}`: fold failed: {e}", item.envelope.event_id);
                 poison.push((
-                    item.record,
-                    kind,
-                    format!("event `{}`: fold failed: {e}", item.envelope.event_id),
+                    item.record.partition,
+                    item.record.offset,
+                    DeadLetter::from_record(item.record, kind, reason, cp.name()),
                 ));
             }
             counts.folded += result.applied;
@@ -325,18 +436,18 @@ impl Prepared<'_> {
             rows.push(new_row(id, state, priors, &applied));
         }
 
-        poison.sort_by_key(|(r, _, _)| (r.partition, r.offset));
+        poison.sort_by_key(|(p, o, _)| (*p, *o));
         let mut dead_letters = Vec::new();
-        for (record, kind, reason) in poison {
+        for (partition, offset, dead_letter) in poison {
             match cp.on_error {
                 ErrorPolicy::DeadLetter => {
                     counts.dead_lettered += 1;
-                    dead_letters.push(DeadLetter::from_record(record, kind, reason, cp.name()));
+                    dead_letters.push(dead_letter);
                 }
                 ErrorPolicy::Skip => counts.skipped += 1,
                 ErrorPolicy::Fail => {
-                    let at = failed_at.entry(record.partition).or_insert(record.offset);
-                    *at = (*at).min(record.offset);
+                    let at = failed_at.entry(partition).or_insert(offset);
+                    *at = (*at).min(offset);
                     // A new cut: `fold` discards this round and refolds without the rest.
                     counts.deferred += 1;
                 }
@@ -409,13 +520,13 @@ pub fn fold_in_memory(
     let mut view = InMemoryView::default();
     let mut committed: HashMap<i32, i64> = HashMap::new();
     for chunk in records.chunks(batch_size) {
-        let prepared = prepare(cp, chunk)?;
+        let prepared = prepare(cp, chunk, &[])?;
         let priors: HashMap<RowId, StateRow> = prepared
             .row_ids()
             .into_iter()
             .filter_map(|id| view.rows.get(&id).map(|r| (id, r.clone())))
             .collect();
-        let ends = prepared.partition_ends(chunk);
+        let ends = prepared.partition_ends();
         let folded = prepared.fold(
             cp,
             &priors,

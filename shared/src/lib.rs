@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod dead_letter;
+pub mod engine;
 pub mod envelope;
 pub mod error;
 pub mod fold;

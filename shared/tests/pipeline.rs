@@ -743,7 +743,7 @@ fn sink_type_must_be_iceberg() {
 }
 
 #[test]
-fn sink_mode_is_merge_on_key_or_append() {
+fn sink_mode_is_merge_on_key_append_is_refused() {
     let loaded = parse_text(&seed_with("mode: merge_on_key", "mode: upsert"));
     assert_error(
         &loaded,
@@ -752,18 +752,13 @@ fn sink_mode_is_merge_on_key_or_append() {
         "unknown sink mode `upsert` (known: merge_on_key, append)",
     );
 
+    // Append is read (so the message can name it) but refused: a fold keeps one row per key.
     let loaded = parse_text(&seed_with("mode: merge_on_key", "mode: append"));
-    assert!(
-        loaded
-            .pipeline
-            .as_ref()
-            .is_some_and(|p| p.sinks["order_view"].mode == SinkMode::Append)
-    );
-    assert_warning(
+    assert_error(
         &loaded,
-        "sinks.order_view.merge_keys",
-        39,
-        "merge_keys are ignored in append mode",
+        "sinks.order_view.mode",
+        38,
+        "mode append is not supported yet: an event_fold sink keeps one row per key, use mode: merge_on_key",
     );
 }
 

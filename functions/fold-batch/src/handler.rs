@@ -6,8 +6,8 @@
 
 use std::time::Instant;
 
-use crate::process::{BatchProcessor, BatchReport};
 use aws_lambda_events::event::kafka::KafkaEvent;
+use refold::engine::{BatchProcessor, BatchReport};
 use refold::error::Result;
 
 use crate::esm::{self, KafkaBatchResponse};
@@ -54,7 +54,7 @@ impl FoldBatch {
     ) -> Result<(KafkaBatchResponse, BatchReport)> {
         let pipeline = self.processor.pipeline_name().to_owned();
         let t0 = Instant::now();
-        let batch = esm::decode(event, &pipeline)?;
+        let mut batch = esm::decode(event, &pipeline)?;
         let decode_ms = t0.elapsed().as_secs_f64() * 1e3;
         let received = batch.received();
         let newest_ms = batch.records.iter().filter_map(|r| r.timestamp_ms).max();
@@ -66,9 +66,9 @@ impl FoldBatch {
             partitions = batch.partition_keys.len(),
             "batch received"
         );
-        let records = batch.records.clone();
-        let early = batch.dead_letters.clone();
-        let report: BatchReport = self.processor.process(records, early).await?;
+        let records = std::mem::take(&mut batch.records);
+        let undecodable = std::mem::take(&mut batch.dead_letters);
+        let report: BatchReport = self.processor.process(records, undecodable).await?;
         let response = KafkaBatchResponse::from_failed_at(&batch, &report.failed_at);
 
         let c = report.counts;

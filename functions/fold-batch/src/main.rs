@@ -3,15 +3,15 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::kafka::KafkaEvent;
-use fold_batch::{config, handler::FoldBatch, logging};
+use fold_batch::handler::FoldBatch;
 use lambda_runtime::{LambdaEvent, service_fn};
+use refold::engine::BatchProcessor;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    logging::init();
-    let dead_letters = config::dead_letters_from_env().await?;
-    let processor = fold_batch::process::BatchProcessor::from_env(dead_letters).await?;
-    let handler = Arc::new(FoldBatch::new(processor));
+    // Honours AWS_LAMBDA_LOG_LEVEL / AWS_LAMBDA_LOG_FORMAT (Lambda's logging controls).
+    lambda_runtime::tracing::init_default_subscriber();
+    let handler = Arc::new(FoldBatch::new(BatchProcessor::from_env().await?));
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<KafkaEvent>| {
         let h = Arc::clone(&handler);
         async move {

@@ -69,26 +69,28 @@ fn envelope(n: u32, ty: &str, order: &str) -> Vec<u8> {
     .unwrap()
 }
 
-/// Partition 0: ok, bad base64, bad JSON, invalid envelope, fold error, limit, ok.
+/// Partition 0: ok, bad base64, bad JSON, invalid envelope, fold error, limit, ok, and an
+/// event of o1 keyed by another key (it could live in another partition).
 fn poison_event() -> KafkaEvent {
-    let values: Vec<Vec<u8>> = vec![
-        envelope(0, "OrderPlaced", "o1"),
-        b"placeholder for bad base64".to_vec(),
-        b"{not json".to_vec(),
-        br#"{"hello": "world"}"#.to_vec(),
-        envelope(4, "OrderExploded", "o2"),
-        envelope(5, "OrderSpun", "o3"),
-        envelope(6, "OrderConfirmed", "o1"),
+    let values: Vec<(&str, Vec<u8>)> = vec![
+        ("o1", envelope(0, "OrderPlaced", "o1")),
+        ("x", b"placeholder for bad base64".to_vec()),
+        ("x", b"{not json".to_vec()),
+        ("x", br#"{"hello": "world"}"#.to_vec()),
+        ("o2", envelope(4, "OrderExploded", "o2")),
+        ("o3", envelope(5, "OrderSpun", "o3")),
+        ("o1", envelope(6, "OrderConfirmed", "o1")),
+        ("customer-7", envelope(7, "OrderConfirmed", "o1")),
     ];
     let records: Vec<SourceRecord> = values
         .into_iter()
         .enumerate()
-        .map(|(i, v)| SourceRecord {
+        .map(|(i, (key, v))| SourceRecord {
             topic: TOPIC.into(),
             partition: 0,
             offset: i as i64,
             timestamp_ms: Some(1_770_000_000_000 + i as i64),
-            key: Some(b"k".to_vec()),
+            key: Some(key.as_bytes().to_vec()),
             value: v,
         })
         .collect();
@@ -132,7 +134,13 @@ async fn dead_letter_policy_sets_every_kind_aside_and_goes_on() {
             (3, DeadLetterKind::InvalidEnvelope),
             (4, DeadLetterKind::FoldError),
             (5, DeadLetterKind::LimitExceeded),
+            (7, DeadLetterKind::KeyMismatch),
         ]
+    );
+    assert!(
+        dead[5].reason.contains("Kafka record key `customer-7` is not the event's order_id `o1`"),
+        "{}",
+        dead[5].reason
     );
     assert!(
         dead.iter()
@@ -152,13 +160,13 @@ async fn dead_letter_policy_sets_every_kind_aside_and_goes_on() {
     );
     assert_eq!(
         h.processor().table().committed_offsets().await.unwrap(),
-        BTreeMap::from([(0, 7)])
+        BTreeMap::from([(0, 8)])
     );
 
     // Redelivered: all already applied, no new dead letters.
     let resp = h.handle(&poison_event()).await.unwrap();
     assert!(resp.is_success());
-    assert_eq!(dl.read_all().await.unwrap().len(), 5);
+    assert_eq!(dl.read_all().await.unwrap().len(), 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,7 +186,7 @@ async fn skip_policy_drops_poison_without_dead_letters() {
     );
     assert_eq!(
         h.processor().table().committed_offsets().await.unwrap(),
-        BTreeMap::from([(0, 7)])
+        BTreeMap::from([(0, 8)])
     );
 }
 
@@ -209,9 +217,9 @@ async fn fail_policy_answers_batch_item_failures_from_the_first_poison() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounting_holds_for_every_policy() {
     for (policy, folded, dead, skipped, deferred) in [
-        ("dead_letter", 2, 5, 0, 0),
-        ("skip", 2, 0, 5, 0),
-        ("fail", 1, 0, 0, 6),
+        ("dead_letter", 2, 6, 0, 0),
+        ("skip", 2, 0, 6, 0),
+        ("fail", 1, 0, 0, 7),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let (p, _dl) = common::processor(dir.path(), common::compile(&pipeline(policy))).await;
@@ -222,7 +230,7 @@ async fn accounting_holds_for_every_policy() {
             .unwrap();
         let c = r.counts;
         assert!(c.balanced(), "{policy}: {c:?}");
-        assert_eq!(c.received, 7, "{policy}");
+        assert_eq!(c.received, 8, "{policy}");
         assert_eq!(
             (c.folded, c.dead_lettered, c.skipped, c.deferred),
             (folded, dead, skipped, deferred),
@@ -233,7 +241,7 @@ async fn accounting_holds_for_every_policy() {
         assert!(r2.counts.balanced(), "{policy} again: {:?}", r2.counts);
         if policy != "fail" {
             assert_eq!(
-                r2.counts.already_applied, 7,
+                r2.counts.already_applied, 8,
                 "{policy} again: {:?}",
                 r2.counts
             );

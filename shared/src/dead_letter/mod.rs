@@ -1,20 +1,29 @@
 //! Dead letters: records that could not be folded (poison events), kept with the raw bytes,
 //! where they came from and why, so the rest of the batch goes on.
 //!
-//! The port is [`DeadLetterStore`]; this crate has the local-folder and in-memory adapters.
-//! The S3 adapter lives in `refold-aws`, the Kafka DLQ topic in `refold-kafka`.
+//! The port is [`DeadLetterStore`]; this crate has the in-memory, local-folder ([`local`])
+//! and object-store ([`object`]: S3 and anything else iceberg's `FileIO` reaches, so a function
+//! has one S3 stack) adapters. The Kafka DLQ topic lives in `refold-kafka`.
+//!
+//! Order of writes: the engine puts a batch's dead letters *before* the commit that moves
+//! the offsets past them, under a name that is a function of the batch
+//! ([`batch_object_name`]); a rewrite after a crash or a lost commit is harmless.
 //! On the wire (JSONL, one dead letter per line) `key` and `raw` are base64 (standard,
 //! padded), so any bytes survive.
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::SourceRecord;
+
+pub mod local;
+pub mod object;
+
+pub use local::LocalDeadLetters;
+pub use object::ObjectDeadLetters;
 
 /// Why a record became a dead letter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -30,15 +39,18 @@ pub enum DeadLetterKind {
     FoldError,
     /// The fold exceeded a limit (ticks, heap, call stack, state size).
     LimitExceeded,
+    /// The record's Kafka key is missing or is not the row key (see `batch::KeyCheck`).
+    KeyMismatch,
 }
 
 impl DeadLetterKind {
-    pub const ALL: [DeadLetterKind; 5] = [
+    pub const ALL: [DeadLetterKind; 6] = [
         DeadLetterKind::BadBase64,
         DeadLetterKind::BadJson,
         DeadLetterKind::InvalidEnvelope,
         DeadLetterKind::FoldError,
         DeadLetterKind::LimitExceeded,
+        DeadLetterKind::KeyMismatch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +60,7 @@ impl DeadLetterKind {
             DeadLetterKind::InvalidEnvelope => "invalid_envelope",
             DeadLetterKind::FoldError => "fold_error",
             DeadLetterKind::LimitExceeded => "limit_exceeded",
+            DeadLetterKind::KeyMismatch => "key_mismatch",
         }
     }
 }
@@ -140,21 +153,37 @@ pub fn decode_jsonl(bytes: &[u8]) -> Result<Vec<DeadLetter>> {
         .collect()
 }
 
-/// A name for one batch's object/file that sorts by write time and never collides:
-/// `<unix ms, 13 digits>-<topic>-p<partition>-o<first offset, 20 digits>-<uuid>.jsonl`.
-pub fn batch_object_name(batch: &[DeadLetter]) -> String {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    let (topic, partition, offset) = batch
-        .first()
-        .map(|d| (sanitize(&d.topic), d.partition, d.offset))
-        .unwrap_or_else(|| ("none".to_owned(), 0, 0));
-    format!(
-        "{ms:013}-{topic}-p{partition}-o{offset:020}-{}.jsonl",
-        uuid::Uuid::new_v4().simple()
-    )
+/// The name of one batch's object/file, a function of what it holds:
+/// `<pipeline>-<topic>-p<partition>-o<first offset, 20 digits>-<last offset, 20 digits>.jsonl`.
+/// Deterministic on purpose: dead letters are written *before* the commit that moves the
+/// offsets past them, so a crash in between makes the redelivered batch write the same name
+/// again, harmlessly. A batch holds one partition (the engine puts per partition).
+pub fn batch_object_name(batch: &[DeadLetter]) -> Result<String> {
+    let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+        return Err(Error::new(ErrorKind::Internal, "no name for an empty dead-letter batch"));
+    };
+    if let Some(d) = batch
+        .iter()
+        .find(|d| d.partition != first.partition || d.topic != first.topic)
+    {
+        return Err(Error::new(
+            ErrorKind::Internal,
+            format!(
+                "a dead-letter batch holds one partition: {}/{} and {}/{}",
+                first.topic, first.partition, d.topic, d.partition
+            ),
+        ));
+    }
+    let (lo, hi) = batch.iter().fold((i64::MAX, i64::MIN), |(lo, hi), d| {
+        (lo.min(d.offset), hi.max(d.offset))
+    });
+    debug_assert!(lo == first.offset && hi == last.offset, "sorted by offset");
+    Ok(format!(
+        "{}-{}-p{}-o{lo:020}-{hi:020}.jsonl",
+        sanitize(&first.pipeline),
+        sanitize(&first.topic),
+        first.partition,
+    ))
 }
 
 fn sanitize(s: &str) -> String {
@@ -255,164 +284,19 @@ impl DeadLetterStore for MemoryDeadLetters {
     }
 }
 
-/// Dead letters as files in a local folder: one JSONL file per batch, named by
-/// [`batch_object_name`], written to a temporary name and renamed (never half a file).
-#[derive(Debug, Clone)]
-pub struct LocalDeadLetters {
-    dir: PathBuf,
-}
-
-impl LocalDeadLetters {
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Every dead letter in the folder, files in name order (write order), then line order.
-    pub async fn read_all(&self) -> Result<Vec<DeadLetter>> {
-        let mut names = Vec::new();
-        let mut rd = match tokio::fs::read_dir(&self.dir).await {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(e, &self.dir)),
-        };
-        while let Some(entry) = rd.next_entry().await.map_err(|e| io_err(e, &self.dir))? {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".jsonl") && !name.starts_with('.') {
-                names.push(name);
-            }
-        }
-        names.sort();
-        let mut out = Vec::new();
-        for n in names {
-            let p = self.dir.join(&n);
-            let bytes = tokio::fs::read(&p).await.map_err(|e| io_err(e, &p))?;
-            out.extend(decode_jsonl(&bytes).map_err(|e| e.with_context(p.display().to_string()))?);
-        }
-        Ok(out)
-    }
-}
-
-fn io_err(e: std::io::Error, path: &Path) -> Error {
-    Error::new(ErrorKind::Io, format!("dead letters at {}", path.display())).with_source(e)
-}
-
-#[async_trait]
-impl DeadLetterStore for LocalDeadLetters {
-    async fn put(&self, batch: &[DeadLetter]) -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let body = encode_jsonl(batch)?;
-        tokio::fs::create_dir_all(&self.dir)
-            .await
-            .map_err(|e| io_err(e, &self.dir))?;
-        let name = batch_object_name(batch);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let dst = self.dir.join(&name);
-        tokio::fs::write(&tmp, &body)
-            .await
-            .map_err(|e| io_err(e, &tmp))?;
-        // Durable before it counts: the batch's offsets move on once this returns.
-        let f = tokio::fs::File::open(&tmp)
-            .await
-            .map_err(|e| io_err(e, &tmp))?;
-        f.sync_all().await.map_err(|e| io_err(e, &tmp))?;
-        tokio::fs::rename(&tmp, &dst)
-            .await
-            .map_err(|e| io_err(e, &dst))?;
-        Ok(())
-    }
-
-    fn describe(&self) -> String {
-        format!("file://{}", self.dir.display())
-    }
-}
-
-/// Standard padded base64 (RFC 4648 §4), small enough to keep this crate free of a codec
-/// dependency; used for `key` and `raw` on the wire.
-pub mod base64_std {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    pub fn encode(input: &[u8]) -> String {
-        let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-        for chunk in input.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            out.push(ALPHABET[(n >> 18) as usize & 63] as char);
-            out.push(ALPHABET[(n >> 12) as usize & 63] as char);
-            out.push(if chunk.len() > 1 {
-                ALPHABET[(n >> 6) as usize & 63] as char
-            } else {
-                '='
-            });
-            out.push(if chunk.len() > 2 {
-                ALPHABET[n as usize & 63] as char
-            } else {
-                '='
-            });
-        }
-        out
-    }
-
-    fn val(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
-
-    /// Decodes padded standard base64; `None` when the text is not exactly that.
-    pub fn decode(input: &str) -> Option<Vec<u8>> {
-        let s = input.as_bytes();
-        if !s.len().is_multiple_of(4) {
-            return None;
-        }
-        let mut out = Vec::with_capacity(s.len() / 4 * 3);
-        let last = s.len() / 4;
-        for (i, q) in s.chunks(4).enumerate() {
-            let pad = q.iter().rev().take_while(|&&c| c == b'=').count();
-            if pad > 2 || (pad > 0 && i + 1 != last) {
-                return None;
-            }
-            let mut n = 0u32;
-            for (j, &c) in q.iter().enumerate() {
-                let v = if j >= 4 - pad { 0 } else { val(c)? };
-                n = (n << 6) | v;
-            }
-            out.push((n >> 16) as u8);
-            if pad < 2 {
-                out.push((n >> 8) as u8);
-            }
-            if pad < 1 {
-                out.push(n as u8);
-            }
-        }
-        Some(out)
-    }
-}
-
+/// `key` and `raw` as standard padded base64 on the wire (the `base64` crate).
 mod b64 {
-    use serde::{Deserialize, Deserializer, Serializer};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
 
     pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::base64_std::encode(v))
+        s.serialize_str(&STANDARD.encode(v))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let t = String::deserialize(d)?;
-        super::base64_std::decode(&t).ok_or_else(|| serde::de::Error::custom("invalid base64"))
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        STANDARD.decode(text.as_bytes()).map_err(D::Error::custom)
     }
 }
 
@@ -421,18 +305,15 @@ mod b64_opt {
 
     pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
         match v {
-            Some(b) => s.serialize_some(&super::base64_std::encode(b)),
+            Some(v) => super::b64::serialize(v, s),
             None => s.serialize_none(),
         }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-        match Option::<String>::deserialize(d)? {
-            Some(t) => super::base64_std::decode(&t)
-                .map(Some)
-                .ok_or_else(|| serde::de::Error::custom("invalid base64")),
-            None => Ok(None),
-        }
+        #[derive(Deserialize)]
+        struct Wrap(#[serde(with = "super::b64")] Vec<u8>);
+        Ok(Option::<Wrap>::deserialize(d)?.map(|Wrap(v)| v))
     }
 }
 
@@ -456,17 +337,18 @@ mod tests {
     }
 
     #[test]
-    fn base64_round_trips_and_rejects() {
-        for n in 0..40usize {
-            let v: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
-            assert_eq!(base64_std::decode(&base64_std::encode(&v)).unwrap(), v);
-        }
-        assert_eq!(base64_std::encode(b"Man"), "TWFu");
-        assert_eq!(base64_std::encode(b"Ma"), "TWE=");
-        assert_eq!(base64_std::decode("TWE=").unwrap(), b"Ma");
-        assert!(base64_std::decode("TWE").is_none());
-        assert!(base64_std::decode("T!E=").is_none());
-        assert!(base64_std::decode("TW==TWFu").is_none());
+    fn names_are_a_function_of_the_batch() {
+        let b = [sample(7, DeadLetterKind::BadJson), sample(9, DeadLetterKind::FoldError)];
+        let n = batch_object_name(&b).unwrap();
+        assert_eq!(
+            n,
+            "order-events-pipeline-domain.orders.events-p2-o00000000000000000007-00000000000000000009.jsonl"
+        );
+        assert_eq!(batch_object_name(&b).unwrap(), n, "same batch, same name");
+        let mut other = sample(8, DeadLetterKind::BadJson);
+        other.partition = 3;
+        assert!(batch_object_name(&[b[0].clone(), other]).is_err());
+        assert!(batch_object_name(&[]).is_err());
     }
 
     #[test]
@@ -474,7 +356,7 @@ mod tests {
         let d = sample(7, DeadLetterKind::BadJson);
         let v: serde_json::Value = serde_json::to_value(&d).unwrap();
         assert_eq!(v["kind"], "bad_json");
-        assert_eq!(v["raw"], base64_std::encode(&d.raw));
+        assert_eq!(v["raw"], "/3sACg==");
         assert_eq!(v["key"], "b3JkZXItMQ==");
         let back: DeadLetter = serde_json::from_value(v).unwrap();
         assert_eq!(back, d);
@@ -503,38 +385,5 @@ mod tests {
             m.all().iter().map(|d| d.offset).collect::<Vec<_>>(),
             vec![1, 2, 3]
         );
-    }
-
-    #[tokio::test]
-    async fn local_store_one_sorted_file_per_batch() {
-        let dir = std::env::temp_dir().join(format!("refold-dl-{}", uuid::Uuid::new_v4().simple()));
-        let s = LocalDeadLetters::new(&dir);
-        s.put(&[]).await.unwrap();
-        assert!(s.read_all().await.unwrap().is_empty());
-        for i in 0..5 {
-            s.put(&[
-                sample(i * 2, DeadLetterKind::InvalidEnvelope),
-                sample(i * 2 + 1, DeadLetterKind::BadJson),
-            ])
-            .await
-            .unwrap();
-        }
-        let mut names: Vec<String> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names.len(), 5, "{names:?}");
-        assert!(
-            names
-                .iter()
-                .all(|n| n.ends_with(".jsonl") && !n.starts_with('.'))
-        );
-        names.sort();
-        let all = s.read_all().await.unwrap();
-        assert_eq!(
-            all.iter().map(|d| d.offset).collect::<Vec<_>>(),
-            (0..10).collect::<Vec<_>>()
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

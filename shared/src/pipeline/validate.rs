@@ -229,10 +229,15 @@ fn check_sink(r: &mut Reader<'_>, p: &Pipeline, sink: &Sink) {
             }
         }
         SinkMode::Append => {
-            if !sink.merge_keys.is_empty() {
-                let pos = r.pos_of(&keys_path);
-                r.warning(&keys_path, pos, "merge_keys are ignored in append mode");
-            }
+            // An event_fold yields one state per key; a history of states is not built yet,
+            // and accepting the mode while merging would be a lie.
+            let mode_path = join(&path, "mode");
+            let pos = r.pos_of(&mode_path).or_else(|| r.pos_of(&path));
+            r.error(
+                &mode_path,
+                pos,
+                "mode append is not supported yet: an event_fold sink keeps one row per key, use mode: merge_on_key",
+            );
         }
     }
     if !sink.table.name.is_empty() {

@@ -1,0 +1,222 @@
+//! The batch engine: one batch of source records onto the state table, partition by
+//! partition, exactly once in effect. Every consumer runs this one code path: the
+//! fold-batch Lambda (records from the Kafka ESM event), `refold demo` (records from the
+//! in-process Kafka), and the replay worker (records read from Kafka directly).
+//!
+//! Per partition: [`batch::prepare`] (decode, key check, group), then
+//! [`StateTable::merge_batch`] with a step that folds onto the priors the table found
+//! and writes the partition's dead letters *before* the commit that moves the offsets past
+//! them (under a name that is a function of the batch: a rewrite is harmless). A crash or
+//! a store error anywhere before the commit leaves the offsets where they were, so the
+//! source delivers the batch again and nothing is lost.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::batch::{self, CompiledPipeline, Counts, Folded};
+use crate::dead_letter::{DeadLetter, DeadLetterStore};
+use crate::error::{Error, ErrorKind, Result};
+use crate::pipeline::ErrorPolicy;
+use crate::record::SourceRecord;
+use crate::table::{CatalogConfig, FoldedBatch, StateTable};
+
+pub mod config;
+
+pub use config::table_config;
+
+/// What one batch did.
+#[derive(Debug, Default, Clone)]
+pub struct BatchReport {
+    /// Every record of the batch (decoded or not) is in exactly one count.
+    pub counts: Counts,
+    /// Under policy `fail`: per partition, the offset the source must deliver again from.
+    pub failed_at: BTreeMap<i32, i64>,
+    /// State rows written.
+    pub keys: usize,
+    /// Snapshots committed (one per partition that moved).
+    pub snapshots: usize,
+    pub fold_ms: f64,
+    /// Everything else of the merge: lookup, files, dead letters, commit.
+    pub commit_ms: f64,
+    /// The dead letters written (policy `dead_letter`).
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// What one partition of a batch did.
+struct PartitionReport {
+    /// The fold's outcome (its rows moved into the commit: see `rows`).
+    folded: Folded,
+    rows: usize,
+    snapshot: bool,
+    fold_ms: f64,
+    merge_ms: f64,
+}
+
+/// The batch engine of one pipeline and its state table.
+pub struct BatchProcessor {
+    cp: CompiledPipeline,
+    table: StateTable,
+    dead_letters: Arc<dyn DeadLetterStore>,
+}
+
+impl BatchProcessor {
+    pub fn new(
+        cp: CompiledPipeline,
+        table: StateTable,
+        dead_letters: Arc<dyn DeadLetterStore>,
+    ) -> Self {
+        Self {
+            cp,
+            table,
+            dead_letters,
+        }
+    }
+
+    /// Opens (or creates) the pipeline's state table in `catalog`.
+    pub async fn open(
+        cp: CompiledPipeline,
+        catalog: CatalogConfig,
+        dead_letters: Arc<dyn DeadLetterStore>,
+    ) -> Result<Self> {
+        let table = StateTable::open_or_create(table_config(&cp, catalog)?).await?;
+        Ok(Self::new(cp, table, dead_letters))
+    }
+
+    /// Pipeline, catalog and dead letters from the environment (see [`config`]).
+    pub async fn from_env() -> Result<Self> {
+        let dead_letters = config::dead_letters_from_env()?;
+        Self::open(
+            config::pipeline_from_env()?,
+            config::catalog_from_env()?,
+            dead_letters,
+        )
+        .await
+    }
+
+    pub fn pipeline_name(&self) -> &str {
+        self.cp.name()
+    }
+
+    pub fn pipeline(&self) -> &CompiledPipeline {
+        &self.cp
+    }
+
+    pub fn table(&self) -> &StateTable {
+        &self.table
+    }
+
+    pub fn dead_letter_store(&self) -> &dyn DeadLetterStore {
+        self.dead_letters.as_ref()
+    }
+
+    /// Folds a batch and merges it, one snapshot per partition that moves. `records` may
+    /// come in any order; `undecodable` are records of the batch that could not be read at
+    /// all (bad base64): they take the same path as every other poison record.
+    pub async fn process(
+        &self,
+        records: Vec<SourceRecord>,
+        undecodable: Vec<DeadLetter>,
+    ) -> Result<BatchReport> {
+        let mut parts: BTreeMap<i32, (Vec<SourceRecord>, Vec<DeadLetter>)> = BTreeMap::new();
+        for r in records {
+            parts.entry(r.partition).or_default().0.push(r);
+        }
+        for d in undecodable {
+            parts.entry(d.partition).or_default().1.push(d);
+        }
+        let mut report = BatchReport::default();
+        for (p, (mut recs, mut bad)) in parts {
+            recs.sort_by_key(|r| r.offset);
+            bad.sort_by_key(|d| d.offset);
+            let part = self
+                .process_partition(p, &recs, &bad)
+                .await
+                .map_err(|e| e.with_context(format!("{} partition {p}", self.cp.name())))?;
+            let f = part.folded;
+            if !f.counts.balanced() || f.counts.received != recs.len() + bad.len() {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    format!("batch accounting, partition {p}: {:?}", f.counts),
+                ));
+            }
+            report.counts += f.counts;
+            report.keys += part.rows;
+            report.snapshots += usize::from(part.snapshot);
+            report.fold_ms += part.fold_ms;
+            report.commit_ms += (part.merge_ms - part.fold_ms).max(0.0);
+            report.failed_at.extend(f.failed_at);
+            report.dead_letters.extend(f.dead_letters);
+        }
+        Ok(report)
+    }
+
+    /// One partition's records (sorted by offset) through fold, dead letters and commit.
+    async fn process_partition(
+        &self,
+        p: i32,
+        records: &[SourceRecord],
+        undecodable: &[DeadLetter],
+    ) -> Result<PartitionReport> {
+        let prepared = batch::prepare(&self.cp, records, undecodable)?;
+        let keys = prepared.row_ids();
+        let ends = prepared.partition_ends();
+        let first = prepared.first_offset(p);
+        let mut last: Option<Folded> = None;
+        let mut fold_ms = 0.0;
+        let mut rows_written = 0;
+        let t_merge = Instant::now();
+        let outcome = self
+            .table
+            .merge_batch(p, &keys, async |committed, priors| {
+                self.check_no_gap(p, committed, first)?;
+                let t = Instant::now();
+                let mut f = prepared.fold(&self.cp, priors, &|_| committed, &ends);
+                fold_ms += t.elapsed().as_secs_f64() * 1e3;
+                // Before the commit: once the offsets move past them, nothing writes them.
+                self.dead_letters.put(&f.dead_letters).await?;
+                let next_offset = f.next_offsets.get(&p).copied().unwrap_or(committed);
+                let rows = std::mem::take(&mut f.rows);
+                rows_written = rows.len();
+                last = Some(f);
+                Ok(FoldedBatch {
+                    rows,
+                    next_offset: next_offset.max(committed),
+                    extra_summary: BTreeMap::new(),
+                })
+            })
+            .await?;
+        let folded = last.ok_or_else(|| {
+            Error::new(ErrorKind::Internal, "the merge never called the fold step")
+        })?;
+        Ok(PartitionReport {
+            folded,
+            rows: rows_written,
+            snapshot: outcome.snapshot_id.is_some(),
+            fold_ms,
+            merge_ms: t_merge.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
+    /// Under `on_error: fail`, a batch must start at or before the committed offset: a
+    /// later start means the source moved past records refold never folded (an event
+    /// source mapping without `ReportBatchItemFailures` commits past a failed batch).
+    /// Kafka leaves offset gaps only for transaction markers and compacted topics; under
+    /// `fail` refold stops there too, loudly, rather than guess.
+    fn check_no_gap(&self, p: i32, committed: i64, first: Option<i64>) -> Result<()> {
+        let Some(first) = first else { return Ok(()) };
+        if self.cp.on_error != ErrorPolicy::Fail || committed < 0 || first <= committed {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "partition {p}: the batch starts at offset {first} but the table's committed \
+                 offset is {committed}: offsets {committed}..{} were never folded, and \
+                 on_error: fail does not skip records (does the event source mapping report \
+                 batch item failures?)",
+                first - 1
+            ),
+        ))
+    }
+}
