@@ -4,6 +4,7 @@ Usage:
   duckdb_read.py METADATA.json [--key-field order_id]
   duckdb_read.py --catalog WAREHOUSE/catalog.db --table domain.orders.current_state [--key-field order_id]
   duckdb_read.py ... --sql "SELECT ... FROM state"     # any query over the view `state`
+                                                     # ({metadata}: the metadata file's path)
 
 `INSTALL iceberg` downloads from the internet; this does not. The extensions come from PyPI
 (`duckdb-ext-iceberg`, `duckdb-ext-avro`, pinned in requirements.txt for duckdb 1.4.4): the
@@ -107,7 +108,7 @@ def main():
     escaped = metadata.replace("'", "''")
     con.execute(f"CREATE VIEW state AS SELECT * FROM iceberg_scan('{escaped}')")
     if a.sql:
-        for row in con.execute(a.sql).fetchall():
+        for row in con.execute(a.sql.replace("{metadata}", escaped)).fetchall():
             print(json.dumps(list(row), default=str, ensure_ascii=False))
         return 0
 

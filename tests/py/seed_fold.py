@@ -65,43 +65,48 @@ class Rejected(Exception):
 
 
 class JObj(dict):
-    """A JSON object: a dict (a later duplicate key wins, as in Python's json), plus
-    `first`, the first value of each key (what `event.<field>` reads), and `duplicate`, the
-    first key that appears twice (None when none does)."""
+    """A JSON object: a dict (a key written twice has its last value, as in Python's json
+    and serde_json, and for `event.<field>`), plus `duplicate`, the first key written more
+    than once (None when none is): an envelope field may appear only once."""
 
 
 def _object(pairs):
     obj = JObj(pairs)
-    first = {}
     obj.duplicate = None
-    for k, v in pairs:
-        if k in first:
-            if obj.duplicate is None:
+    if len(obj) < len(pairs):
+        seen = set()
+        for k, _ in pairs:
+            if k in seen:
                 obj.duplicate = k
-        else:
-            first[k] = v
-    obj.first = first
+                break
+            seen.add(k)
     return obj
+
+
+def _float(text):
+    v = float(text)
+    if not math.isfinite(v):  # 1e400: no f64 holds it; refold rejects the record
+        raise ValueError(f"number out of range: {text[:40]}")
+    return v
 
 
 def _int(text):
     v = int(text)
     # refold keeps integers that fit 64 bits as integers, the rest as floats.
-    return v if I64_MIN <= v <= I64_MAX else float(text)
+    return v if I64_MIN <= v <= I64_MAX else _float(text)
 
 
 def _no_constant(name):
     raise ValueError(f"{name} is not JSON")
 
 
-def _depth_ok(v, depth):
-    if depth > MAX_JSON_DEPTH:
-        return False
+def _nesting(v):
+    """How many arrays and objects nest at the deepest point of `v` (a scalar: 0)."""
     if isinstance(v, dict):
-        return all(_depth_ok(x, depth + 1) for x in v.values())
+        return 1 + max((_nesting(x) for x in v.values()), default=0)
     if isinstance(v, list):
-        return all(_depth_ok(x, depth + 1) for x in v)
-    return True
+        return 1 + max((_nesting(x) for x in v), default=0)
+    return 0
 
 
 def _no_lone_surrogate(v):
@@ -121,11 +126,12 @@ def parse_json(raw):
         raise Rejected("bad_json", f"not valid JSON: not valid UTF-8 ({e})")
     try:
         value = json.loads(text, object_pairs_hook=_object, parse_int=_int,
-                           parse_constant=_no_constant)
+                           parse_float=_float, parse_constant=_no_constant)
     except (ValueError, RecursionError) as e:
         raise Rejected("bad_json", f"not valid JSON: {e}")
-    if not _depth_ok(value, 0):
-        raise Rejected("bad_json", f"not valid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
+    if _nesting(value) > MAX_JSON_DEPTH:
+        raise Rejected("bad_json",
+                       f"not valid JSON: more than {MAX_JSON_DEPTH} arrays and objects nested")
     if not _no_lone_surrogate(value):
         raise Rejected("bad_json", "not valid JSON: unpaired surrogate in a \\u escape")
     return value
@@ -160,9 +166,8 @@ def validate_envelope(raw):
     dup = v.duplicate
     if dup is not None and dup in ENVELOPE_FIELDS:
         raise Rejected("invalid_envelope", f"field `{dup}`: appears more than once")
-    # A duplicated non-envelope key at the top level does not matter; a duplicated envelope
-    # key is caught above, so `first` and the dict agree on every envelope field.
-    f = v.first
+    # A non-envelope key written twice at the top level does not matter.
+    f = v
     missing = [k for k in REQUIRED if k not in f]
     if missing:
         raise Rejected("invalid_envelope", f"required fields missing: {', '.join(missing)}")
@@ -186,7 +191,7 @@ def validate_envelope(raw):
 
 
 def entity_key(env, key_field):
-    k = env["data"].first.get(key_field)
+    k = env["data"].get(key_field)
     if k is None:
         return env["entity_id"]
     if isinstance(k, str) and k != "":
@@ -209,7 +214,7 @@ def plain(v):
 
 class Event:
     """`event` as the fold sees it: `type` is `event_type`, then the envelope's fields, then
-    the fields of `data` (first occurrence). A missing attribute raises AttributeError."""
+    the fields of `data`. A missing attribute raises AttributeError."""
 
     __slots__ = ("_env",)
 
@@ -222,9 +227,9 @@ class Event:
             return env["event_type"]
         if name in ENVELOPE_FIELDS:
             return plain(env[name])
-        data_first = env["data"].first
-        if name in data_first:
-            return plain(data_first[name])
+        data = env["data"]
+        if name in data:
+            return plain(data[name])
         raise AttributeError(f"event has no attribute `{name}`")
 
     def __setattr__(self, name, value):

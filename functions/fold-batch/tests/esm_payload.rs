@@ -1,6 +1,7 @@
 //! The committed ESM payload (events/esm/orders-batch.json, from events/build_esm.py) is a
 //! real Kafka ESM event: it deserializes as aws_lambda_events' KafkaEvent and decodes into
-//! every line of events/orders.jsonl plus one bad-base64 dead letter.
+//! every line of events/orders.jsonl plus one bad-base64 dead letter; folded in memory, its
+//! records give the CPython oracle's rows (`tests/py/seed_fold.py` over the same lines).
 
 #![allow(clippy::unwrap_used)]
 mod common;
@@ -31,6 +32,20 @@ fn payload_decodes_to_every_line_plus_one_bad_base64() {
             .windows(2)
             .all(|w| (w[0].partition, w[0].offset) < (w[1].partition, w[1].offset))
     );
+
+    // In batches of 500 records, each folded onto the states the previous ones left: the
+    // payload keeps each key's events in file order, so the rows are the oracle's, and the
+    // records refold rejects are the lines the oracle rejects.
+    let cp = common::compile_path(&common::seed_pipeline_path());
+    let view = refold::batch::fold_in_memory(&cp, &b.records, 500).unwrap();
+    let want = common::seed_oracle();
+    common::assert_matches_oracle(view.rows.values(), &want, "the payload folded in memory");
+    common::assert_dead_letters_match_oracle(
+        &view.dead_letters,
+        &want,
+        "the payload folded in memory",
+    );
+
     let size = std::fs::metadata(common::esm_payload_path()).unwrap().len();
     assert!(
         size < 6 * 1024 * 1024,

@@ -1,6 +1,7 @@
 //! The handler in-process on the committed ESM payload, embedded default (local warehouse,
-//! SQLite catalog): the table equals the reference fold (`refold fold` of the same events),
-//! poison records are dead letters, and a redelivered batch changes nothing.
+//! SQLite catalog): the table equals the CPython oracle's fold of the same events
+//! (`tests/py/seed_fold.py`), the records it rejects are exactly the dead letters, and a
+//! redelivered batch changes nothing.
 
 #![allow(clippy::unwrap_used)]
 mod common;
@@ -9,10 +10,9 @@ use fold_batch::handler::FoldBatch;
 use refold::dead_letter::DeadLetterKind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn esm_payload_folds_to_the_reference_and_redelivery_changes_nothing() {
+async fn esm_payload_folds_to_the_oracle_and_redelivery_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let cp = common::compile_path(&common::seed_pipeline_path());
-    let want = common::reference(&cp, &common::orders_jsonl());
+    let want = common::seed_oracle();
     let (p, dl) = common::processor(
         dir.path(),
         common::compile_path(&common::seed_pipeline_path()),
@@ -32,9 +32,7 @@ async fn esm_payload_folds_to_the_reference_and_redelivery_changes_nothing() {
         .current_rows(None, None)
         .await
         .unwrap();
-    let got = common::comparable(&rows);
-    assert_eq!(got.len(), want.len());
-    assert!(got == want, "the table equals the reference fold");
+    common::assert_matches_oracle(&rows, &want, "after the first delivery");
 
     let dead = dl.read_all().await.unwrap();
     assert_eq!(
@@ -47,6 +45,7 @@ async fn esm_payload_folds_to_the_reference_and_redelivery_changes_nothing() {
         d.kind,
         DeadLetterKind::BadJson | DeadLetterKind::InvalidEnvelope
     )));
+    common::assert_dead_letters_match_oracle(&dead, &want, "after the first delivery");
     let offsets = h.processor().table().committed_offsets().await.unwrap();
     assert_eq!(offsets.len(), 3, "every partition committed: {offsets:?}");
 
@@ -68,7 +67,7 @@ async fn esm_payload_folds_to_the_reference_and_redelivery_changes_nothing() {
         .current_rows(None, None)
         .await
         .unwrap();
-    assert!(common::comparable(&rows2) == want);
+    common::assert_matches_oracle(&rows2, &want, "after the redelivery");
     assert_eq!(dl.read_all().await.unwrap().len(), dead.len());
     let snapshots_after = h
         .processor()

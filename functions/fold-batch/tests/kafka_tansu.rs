@@ -1,7 +1,8 @@
 //! A real Kafka-protocol broker (tansu, from `scripts/stack.sh up DIR kafka`): the events
 //! produced with rdkafka keyed by the pipeline key, read back by a consumer into ESM batches
 //! (several partitions each), handed to the fold-batch handler, one batch delivered twice and
-//! one carrying a poison record: the table equals the reference fold.
+//! one carrying a poison record: the table equals the CPython oracle's fold of the same
+//! events (`tests/py/seed_fold.py`), and the dead letters are the lines the oracle rejects.
 //!
 //!   scripts/stack.sh up /tmp/refold-stack kafka && set -a && . /tmp/refold-stack/stack.env && set +a
 //!   cargo test --release -p fold-batch --test kafka_tansu
@@ -12,10 +13,11 @@ mod common;
 use aws_lambda_events::event::kafka::KafkaEvent;
 use fold_batch::handler::FoldBatch;
 use refold::dead_letter::DeadLetterKind;
-use refold_kafka::{EsmSource, Producer, consume_esm_batches, create_topic, envelope_key};
+use refold::envelope::Envelope;
+use refold_kafka::{EsmSource, Producer, consume_esm_batches, create_topic};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn produced_consumed_folded_equals_the_reference() {
+async fn produced_consumed_folded_equals_the_oracle() {
     let brokers = match std::env::var("REFOLD_KAFKA_BROKERS") {
         Ok(b) if !b.is_empty() => b,
         _ => panic!(
@@ -28,7 +30,10 @@ async fn produced_consumed_folded_equals_the_reference() {
     let jsonl = common::orders_jsonl();
     let producer = Producer::new(&brokers).unwrap();
     let rep = producer
-        .produce_jsonl(&topic, &jsonl, |l| envelope_key(l, "order_id"))
+        .produce_jsonl(&topic, &jsonl, |l| {
+            let e = Envelope::decode(l).ok()?;
+            e.key("order_id").ok().map(|k| k.into_owned())
+        })
         .await
         .unwrap();
     assert!(
@@ -78,18 +83,16 @@ async fn produced_consumed_folded_equals_the_reference() {
         }
     }
 
-    let cp = common::compile_path(&common::seed_pipeline_path());
-    let want = common::reference(&cp, &jsonl);
+    let want = common::seed_oracle();
     let rows = h
         .processor()
         .table()
         .current_rows(None, None)
         .await
         .unwrap();
-    let got = common::comparable(&rows);
-    assert_eq!(got.len(), want.len());
-    assert!(got == want, "the table equals the reference fold");
+    common::assert_matches_oracle(&rows, &want, "produced to tansu, consumed, folded");
     let dead = dl.read_all().await.unwrap();
+    common::assert_dead_letters_match_oracle(&dead, &want, "produced to tansu");
     let bad: Vec<_> = dead
         .iter()
         .filter(|d| d.kind == DeadLetterKind::BadBase64)

@@ -1,5 +1,6 @@
 //! The real fold-batch binary under `cargo lambda watch`, invoked through the Lambda Invoke
-//! REST API with the committed ESM payload; the table is then the reference fold.
+//! REST API with the committed ESM payload; the table is then the CPython oracle's fold of
+//! the same events (`tests/py/seed_fold.py`), and the dead letters the lines it rejects.
 //!
 //!   scripts/stack.sh up /tmp/refold-stack lambda && set -a && . /tmp/refold-stack/stack.env && set +a
 //!   cargo test --release -p fold-batch --test lambda_invoke
@@ -28,15 +29,14 @@ fn env(name: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invoke_api_with_the_esm_payload_folds_to_the_reference() {
+async fn invoke_api_with_the_esm_payload_folds_to_the_oracle() {
     let endpoint = env("REFOLD_LAMBDA_ENDPOINT");
     let warehouse = PathBuf::from(env("REFOLD_LAMBDA_WAREHOUSE"));
     let dead_dir = PathBuf::from(env("REFOLD_LAMBDA_DEAD_LETTER"));
     let url = format!("{endpoint}/2015-03-31/functions/fold-batch/invocations");
     let payload = common::esm_payload_path();
 
-    let cp = common::compile_path(&common::seed_pipeline_path());
-    let want = common::reference(&cp, &common::orders_jsonl());
+    let want = common::seed_oracle();
 
     for attempt in 1..=2 {
         let (status, body) = common::http_post(&url, &payload);
@@ -51,7 +51,7 @@ async fn invoke_api_with_the_esm_payload_folds_to_the_reference() {
         // Read what the function wrote, with the same pipeline and catalog.
         let catalog = refold::table::CatalogConfig::embedded(&warehouse).unwrap();
         let dl = Arc::new(LocalDeadLetters::new(&dead_dir));
-        let p = fold_batch::process::BatchProcessor::open(
+        let p = refold::engine::BatchProcessor::open(
             common::compile_path(&common::seed_pipeline_path()),
             catalog,
             dl.clone(),
@@ -59,12 +59,7 @@ async fn invoke_api_with_the_esm_payload_folds_to_the_reference() {
         .await
         .unwrap();
         let rows = p.table().current_rows(None, None).await.unwrap();
-        let got = common::comparable(&rows);
-        assert_eq!(got.len(), want.len(), "invoke #{attempt}");
-        assert!(
-            got == want,
-            "invoke #{attempt}: the table equals the reference fold"
-        );
+        common::assert_matches_oracle(&rows, &want, &format!("invoke #{attempt}"));
         let dead = dl.read_all().await.unwrap();
         assert_eq!(
             dead.iter()
@@ -73,5 +68,6 @@ async fn invoke_api_with_the_esm_payload_folds_to_the_reference() {
             1,
             "invoke #{attempt}: the bad-base64 record is dead-lettered once"
         );
+        common::assert_dead_letters_match_oracle(&dead, &want, &format!("invoke #{attempt}"));
     }
 }

@@ -1,12 +1,12 @@
 //! Helpers shared by fold-batch's integration tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub mod oracle;
+
 use aws_lambda_events::event::kafka::KafkaEvent;
-use refold::batch::{CompiledPipeline, fold_in_memory};
-use refold::record::from_jsonl;
+use refold::batch::CompiledPipeline;
 use refold::table::StateRow;
 
 pub fn repo() -> PathBuf {
@@ -48,8 +48,8 @@ pub fn compile_path(path: &Path) -> CompiledPipeline {
     CompiledPipeline::compile(loaded.into_pipeline().unwrap()).unwrap()
 }
 
-/// What a row must be whatever partition/offset it came from.
-pub type Comparable = BTreeMap<(String, String), (serde_json::Value, i64, String)>;
+/// What a row must be whatever partition/offset it came from (numbers in canonical form).
+pub type Comparable = oracle::Rows;
 
 pub fn comparable<'a>(rows: impl IntoIterator<Item = &'a StateRow>) -> Comparable {
     rows.into_iter()
@@ -57,7 +57,7 @@ pub fn comparable<'a>(rows: impl IntoIterator<Item = &'a StateRow>) -> Comparabl
             (
                 (r.tenant_id.clone(), r.key.clone()),
                 (
-                    serde_json::Value::Object(r.state.clone()),
+                    oracle::normalize(&serde_json::Value::Object(r.state.clone())),
                     r.events_folded,
                     r.last_event_id.clone(),
                 ),
@@ -66,11 +66,49 @@ pub fn comparable<'a>(rows: impl IntoIterator<Item = &'a StateRow>) -> Comparabl
         .collect()
 }
 
-/// The reference: the whole file folded in memory, as `refold fold` does.
-pub fn reference(cp: &CompiledPipeline, jsonl: &[u8]) -> Comparable {
-    let records = from_jsonl(jsonl, "domain.orders.events");
-    let view = fold_in_memory(cp, &records, 100_000).unwrap();
-    comparable(view.rows.values())
+/// The reference: the seed pipeline's fold run by CPython over `events/orders.jsonl`
+/// (`tests/py/seed_fold.py`, no refold code); fails when Python or the script is missing.
+pub fn seed_oracle() -> oracle::Oracle {
+    oracle::run(
+        &repo(),
+        &seed_pipeline_path(),
+        &repo().join("events/orders.jsonl"),
+    )
+}
+
+/// Asserts that refold's dead letters other than `bad_base64` (records the trigger could
+/// not even decode, which a JSONL file cannot hold) are exactly the lines of
+/// `events/orders.jsonl` the oracle rejected, byte for byte.
+pub fn assert_dead_letters_match_oracle(
+    dead: &[refold::dead_letter::DeadLetter],
+    want: &oracle::Oracle,
+    what: &str,
+) {
+    let mut got: Vec<Vec<u8>> = dead
+        .iter()
+        .filter(|d| d.kind != refold::dead_letter::DeadLetterKind::BadBase64)
+        .map(|d| d.raw.clone())
+        .collect();
+    got.sort();
+    let expected = want.rejected_values(&repo().join("events/orders.jsonl"));
+    assert!(
+        got == expected,
+        "{what}: dead letters are not the oracle's rejected lines: refold {} ({:?}), oracle {} \
+         (lines {:?})",
+        got.len(),
+        dead.iter().map(|d| (d.kind, &d.reason)).collect::<Vec<_>>(),
+        expected.len(),
+        want.rejected_lines
+    );
+}
+
+/// Asserts that refold's rows are the oracle's (keys, state, events_folded, last_event_id).
+pub fn assert_matches_oracle<'a>(
+    rows: impl IntoIterator<Item = &'a StateRow>,
+    want: &oracle::Oracle,
+    what: &str,
+) {
+    oracle::assert_rows_eq(&comparable(rows), &want.rows, what);
 }
 
 /// POSTs `body` to a URL with curl; (HTTP status, response body).
@@ -106,14 +144,14 @@ pub async fn processor(
     dir: &Path,
     cp: CompiledPipeline,
 ) -> (
-    fold_batch::process::BatchProcessor,
+    refold::engine::BatchProcessor,
     std::sync::Arc<refold::dead_letter::LocalDeadLetters>,
 ) {
     let dl = std::sync::Arc::new(refold::dead_letter::LocalDeadLetters::new(
         dir.join("dead-letters"),
     ));
     let catalog = refold::table::CatalogConfig::embedded(&dir.join("warehouse")).unwrap();
-    let p = fold_batch::process::BatchProcessor::open(cp, catalog, dl.clone())
+    let p = refold::engine::BatchProcessor::open(cp, catalog, dl.clone())
         .await
         .unwrap();
     (p, dl)
