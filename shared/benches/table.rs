@@ -59,6 +59,7 @@ fn config(dir: &Path) -> TableConfig {
         columns: StateColumns::Json,
         topic: "bench.events".into(),
         consumer_group: "bench".into(),
+        properties: BTreeMap::new(),
     }
 }
 
@@ -94,7 +95,7 @@ async fn merge_events(
     let mut keys: Vec<(String, String)> = events.iter().map(|e| e.0.clone()).collect();
     keys.sort();
     keys.dedup();
-    t.merge_batch(partition, &keys, |committed, priors| {
+    t.merge_batch(partition, &keys, async |committed, priors| {
         let mut cur: HashMap<(String, String), StateRow> = HashMap::new();
         for (i, (id, v)) in events.iter().enumerate() {
             let off = first + i as i64;

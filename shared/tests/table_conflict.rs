@@ -15,11 +15,6 @@ use refold::error::ErrorKind;
 use refold::table::{CatalogConfig, StateTable, StorageConfig, TableConfig, TableLimits};
 use table_support::*;
 
-/// Runs `f` to completion from inside a (sync) fold closure.
-fn interfere<F: std::future::Future>(f: F) -> F::Output {
-    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
-}
-
 async fn conflicts(cfg: TableConfig) {
     let open = || StateTable::open_or_create(cfg.clone());
     let a = open().await.unwrap();
@@ -95,12 +90,12 @@ async fn conflicts(cfg: TableConfig) {
     let mine = vec![ev("acme", "p2-k0", 2, 18, 6)];
     let calls = Cell::new(0);
     let out = a
-        .merge_batch(2, &keys_of(&mine), |c, priors| {
+        .merge_batch(2, &keys_of(&mine), async |c, priors| {
             calls.set(calls.get() + 1);
             if calls.get() == 1 {
-                interfere(merge(&b, &other)).unwrap();
+                merge(&b, &other).await.unwrap();
             }
-            folder(&mine)(c, priors)
+            folder(&mine)(c, priors).await
         })
         .await
         .unwrap();
@@ -120,12 +115,12 @@ async fn conflicts(cfg: TableConfig) {
     let batch = vec![ev("acme", "p3-k1", 3, 18, 7), ev("acme", "p3-k2", 3, 19, 8)];
     let calls = Cell::new(0);
     let out = a
-        .merge_batch(3, &keys_of(&batch), |c, priors| {
+        .merge_batch(3, &keys_of(&batch), async |c, priors| {
             calls.set(calls.get() + 1);
             if calls.get() == 1 {
-                interfere(merge(&b, &batch)).unwrap();
+                merge(&b, &batch).await.unwrap();
             }
-            folder(&batch)(c, priors)
+            folder(&batch)(c, priors).await
         })
         .await
         .unwrap();
@@ -146,13 +141,13 @@ async fn conflicts(cfg: TableConfig) {
     ];
     let calls = Cell::new(0);
     let out = a
-        .merge_batch(0, &keys_of(&batch), |c, priors| {
+        .merge_batch(0, &keys_of(&batch), async |c, priors| {
             calls.set(calls.get() + 1);
             if calls.get() == 1 {
-                let done = interfere(b.compact(Some(0))).unwrap();
+                let done = b.compact(Some(0)).await.unwrap();
                 assert_eq!(done.partitions_compacted, vec![0]);
             }
-            folder(&batch)(c, priors)
+            folder(&batch)(c, priors).await
         })
         .await
         .unwrap();
@@ -176,9 +171,9 @@ async fn conflicts(cfg: TableConfig) {
     let batch = vec![ev("acme", "p1-k1", 1, 19, 11)];
     let before = a.committed_offsets().await.unwrap();
     let err = tight
-        .merge_batch(1, &keys_of(&batch), |c, priors| {
-            interfere(merge(&b, &[ev("acme", "p2-k1", 2, 19, 12)])).unwrap();
-            folder(&batch)(c, priors)
+        .merge_batch(1, &keys_of(&batch), async |c, priors| {
+            merge(&b, &[ev("acme", "p2-k1", 2, 19, 12)]).await.unwrap();
+            folder(&batch)(c, priors).await
         })
         .await
         .unwrap_err();

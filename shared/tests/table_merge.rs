@@ -158,7 +158,7 @@ async fn every_snapshot_carries_the_whole_groups_offsets() {
         .unwrap()
         .summary()
         .additional_properties;
-    let key = "refold.offsets.domain.orders.events.order-projection-v1";
+    let key = OFFSETS_KEY;
     assert_eq!(
         summary.get(key).map(String::as_str),
         Some(r#"{"0":5,"1":1,"2":10}"#)
@@ -170,7 +170,7 @@ async fn every_snapshot_carries_the_whole_groups_offsets() {
 
     // An offsets-only batch (every event filtered out by the fold) still advances.
     let out = t
-        .merge_batch(1, &[], |_, _| {
+        .merge_batch(1, &[], async |_, _| {
             Ok(refold::table::FoldedBatch {
                 rows: vec![],
                 next_offset: 7,
@@ -187,7 +187,7 @@ async fn every_snapshot_carries_the_whole_groups_offsets() {
 
     // A fold that would move the offset backwards with rows is refused.
     let err = t
-        .merge_batch(2, &[("a".into(), "y".into())], |_, p| {
+        .merge_batch(2, &[("a".into(), "y".into())], async |_, p| {
             let mut r = p.values().next().unwrap().clone();
             r.events_folded += 1;
             Ok(refold::table::FoldedBatch {
@@ -201,7 +201,7 @@ async fn every_snapshot_carries_the_whole_groups_offsets() {
     assert_eq!(err.kind(), ErrorKind::Internal, "{err}");
     // And rows for keys the batch does not have.
     let err = t
-        .merge_batch(2, &[], |_, _| {
+        .merge_batch(2, &[], async |_, _| {
             let mut r = apply(None, &ev("a", "zz", 2, 10, 1));
             r.source_partition = 2;
             Ok(refold::table::FoldedBatch {
@@ -427,7 +427,7 @@ async fn typed_state_columns_round_trip() {
     t.merge_batch(
         0,
         &[("acme".into(), "o1".into()), ("acme".into(), "o2".into())],
-        |_, _| {
+        async |_, _| {
             Ok(refold::table::FoldedBatch {
                 rows: rows.clone(),
                 next_offset: 1,
@@ -455,7 +455,7 @@ async fn typed_state_columns_round_trip() {
     let mut bad = apply(None, &ev("acme", "o3", 0, 1, 1));
     bad.state = serde_json::Map::from_iter([("nope".to_string(), serde_json::json!(1))]);
     let err = t
-        .merge_batch(0, &[("acme".into(), "o3".into())], |_, _| {
+        .merge_batch(0, &[("acme".into(), "o3".into())], async |_, _| {
             Ok(refold::table::FoldedBatch {
                 rows: vec![bad.clone()],
                 next_offset: 2,
@@ -481,7 +481,7 @@ async fn lookup_prunes_to_the_batch_partition() {
         .merge_batch(
             1,
             &[("acme".into(), "a".into()), ("acme".into(), "c".into())],
-            |_, priors| {
+            async |_, priors| {
                 let mut keys: Vec<_> = priors.keys().cloned().collect();
                 keys.sort();
                 assert_eq!(keys, vec![("acme".to_string(), "c".to_string())]);

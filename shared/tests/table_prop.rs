@@ -202,7 +202,7 @@ async fn run(s: Scenario) -> Result<(), TestCaseError> {
     // The whole history, oldest first along main: offsets never go backwards.
     let table = writers[0].iceberg_table().await.unwrap();
     let md = table.metadata();
-    let key = "refold.offsets.domain.orders.events.order-projection-v1";
+    let key = OFFSETS_KEY;
     let mut chain = vec![];
     let mut cur = md.current_snapshot().cloned();
     while let Some(snap) = cur {

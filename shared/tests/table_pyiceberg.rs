@@ -25,7 +25,7 @@ fn check(dir: &std::path::Path, stream: &[Ev], offsets: &str) {
         "--offsets",
         offsets,
         "--offsets-key",
-        "refold.offsets.domain.orders.events.order-projection-v1",
+        OFFSETS_KEY,
     ]);
 }
 

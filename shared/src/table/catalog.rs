@@ -12,18 +12,22 @@
 //!   `requirements` (main at the base snapshot, table uuid) and `updates`; 409 = lost.
 //!   [`SwapRequest`] carries both so the REST adapter needs nothing else.
 //!
-//! Table creation goes through iceberg-rust's own `SqlCatalog`, so the catalog rows and the
-//! first metadata file are exactly what other SQL-catalog clients expect.
+//! SQL catalog databases come in two schemas: `iceberg_tables` with an `iceberg_type` column
+//! (Java JdbcCatalog V1, PyIceberg 0.12, iceberg-rust) or without (Java JdbcCatalog V0).
+//! [`SqlCatalogSwap`] finds out which when it connects and reads, creates and swaps rows the
+//! way that schema has them. It creates tables itself (metadata file
+//! `<table>/metadata/00000-<uuid>.metadata.json`, then the row), as the other SQL-catalog
+//! clients do; only the catalog tables of a fresh database come from iceberg-rust's
+//! `SqlCatalog` (the V1 schema).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use iceberg::io::{FileIO, FileIOBuilder};
-use iceberg::spec::TableMetadata;
+use iceberg::spec::{TableMetadata, TableMetadataBuilder};
 use iceberg::{
-    Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent, TableRequirement,
-    TableUpdate,
+    CatalogBuilder, MetadataLocation, TableCreation, TableIdent, TableRequirement, TableUpdate,
 };
 use iceberg_catalog_sql::{
     SQL_CATALOG_PROP_BIND_STYLE, SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE,
@@ -62,6 +66,12 @@ pub trait CatalogSwap: Send + Sync + std::fmt::Debug {
     /// Points `ident` at `new_location` iff it still points at `base_location`.
     /// `Ok(false)`: lost to a concurrent writer (nothing changed).
     async fn swap(&self, req: SwapRequest<'_>) -> Result<bool>;
+    /// Where a new table `ident` goes: the namespace's `location` property if it has one,
+    /// else `<warehouse>/<ns...>`; then `/<name>`.
+    async fn new_table_location(&self, ident: &TableIdent) -> Result<String>;
+    /// Registers a new table (and its namespace if missing) pointing at `metadata_location`.
+    /// `Ok(false)`: the table exists already (created concurrently); nothing changed.
+    async fn register(&self, ident: &TableIdent, metadata_location: &str) -> Result<bool>;
 }
 
 /// The SQL catalog's compare-and-set, on SQLite or PostgreSQL.
@@ -70,6 +80,10 @@ pub struct SqlCatalogSwap {
     pool: AnyPool,
     catalog_name: String,
     postgres: bool,
+    /// `file:///...` or `s3://...`, no trailing `/`.
+    warehouse: String,
+    /// Whether `iceberg_tables` has the `iceberg_type` column (V1 schema); V0 has not.
+    iceberg_type: bool,
 }
 
 impl SqlCatalogSwap {
@@ -100,15 +114,84 @@ impl SqlCatalogSwap {
             .io(|| "probe catalog tables".into())
             .map(|_| ())
     }
+
+    /// Whether `iceberg_tables` has `iceberg_type` (the V1 schema).
+    async fn has_iceberg_type(&self) -> bool {
+        sqlx::query("SELECT iceberg_type FROM iceberg_tables WHERE 1 = 0")
+            .execute(&self.pool)
+            .await
+            .is_ok()
+    }
+
+    /// Only rows of tables (V1 also holds views); V0 holds tables only.
+    fn table_filter(&self) -> &'static str {
+        if self.iceberg_type {
+            " AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL)"
+        } else {
+            ""
+        }
+    }
+
+    async fn namespace_property(&self, ns: &str, key: &str) -> Result<Option<String>> {
+        let q = self.sql(
+            "SELECT property_value FROM iceberg_namespace_properties WHERE catalog_name = ? \
+             AND namespace = ? AND property_key = ?",
+        );
+        let row: Option<(Option<String>,)> = sqlx::query_as(&q)
+            .bind(&self.catalog_name)
+            .bind(ns)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .io(|| format!("read property {key} of namespace {ns}"))?;
+        Ok(row.and_then(|r| r.0))
+    }
+
+    /// Creates the namespace's `exists` row (as Java, PyIceberg and iceberg-rust do) unless
+    /// the namespace has a row already; a concurrent creator is fine.
+    async fn ensure_namespace(&self, ns: &str) -> Result<()> {
+        let q = self.sql(
+            "SELECT 1 FROM iceberg_namespace_properties WHERE catalog_name = ? AND namespace = ?",
+        );
+        let any = |q: String| async move {
+            sqlx::query(&q)
+                .bind(&self.catalog_name)
+                .bind(ns)
+                .fetch_optional(&self.pool)
+                .await
+                .io(|| format!("check namespace {ns}"))
+                .map(|r| r.is_some())
+        };
+        if any(q.clone()).await? {
+            return Ok(());
+        }
+        let ins = self.sql(
+            "INSERT INTO iceberg_namespace_properties (catalog_name, namespace, property_key, \
+             property_value) VALUES (?, ?, 'exists', 'true')",
+        );
+        let res = sqlx::query(&ins)
+            .bind(&self.catalog_name)
+            .bind(ns)
+            .execute(&self.pool)
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(_) if any(q).await? => Ok(()),
+            Err(e) => {
+                Err(Error::new(ErrorKind::Io, format!("create namespace {ns}")).with_source(e))
+            }
+        }
+    }
 }
 
 #[async_trait]
 impl CatalogSwap for SqlCatalogSwap {
     async fn current_location(&self, ident: &TableIdent) -> Result<Option<String>> {
-        let q = self.sql(
+        let q = self.sql(&format!(
             "SELECT metadata_location FROM iceberg_tables WHERE catalog_name = ? AND table_namespace = ? \
-             AND table_name = ? AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL)",
-        );
+             AND table_name = ?{}",
+            self.table_filter()
+        ));
         let row: Option<(Option<String>,)> = sqlx::query_as(&q)
             .bind(&self.catalog_name)
             .bind(ident.namespace().join("."))
@@ -143,6 +226,42 @@ impl CatalogSwap for SqlCatalogSwap {
             )),
         }
     }
+
+    async fn new_table_location(&self, ident: &TableIdent) -> Result<String> {
+        let ns = ident.namespace().join(".");
+        let base = match self.namespace_property(&ns, "location").await? {
+            Some(l) => l.trim_end_matches('/').to_string(),
+            None => format!("{}/{}", self.warehouse, ident.namespace().join("/")),
+        };
+        Ok(format!("{base}/{}", ident.name()))
+    }
+
+    async fn register(&self, ident: &TableIdent, metadata_location: &str) -> Result<bool> {
+        let ns = ident.namespace().join(".");
+        self.ensure_namespace(&ns).await?;
+        let q = if self.iceberg_type {
+            "INSERT INTO iceberg_tables (catalog_name, table_namespace, table_name, \
+             metadata_location, previous_metadata_location, iceberg_type) VALUES (?, ?, ?, ?, NULL, 'TABLE')"
+        } else {
+            "INSERT INTO iceberg_tables (catalog_name, table_namespace, table_name, \
+             metadata_location, previous_metadata_location) VALUES (?, ?, ?, ?, NULL)"
+        };
+        let res = sqlx::query(&self.sql(q))
+            .bind(&self.catalog_name)
+            .bind(&ns)
+            .bind(ident.name())
+            .bind(metadata_location)
+            .execute(&self.pool)
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            // The primary key (catalog, namespace, name) refused a second row.
+            Err(_) if self.current_location(ident).await?.is_some() => Ok(false),
+            Err(e) => {
+                Err(Error::new(ErrorKind::Io, format!("register table {ident}")).with_source(e))
+            }
+        }
+    }
 }
 
 fn storage_props(s: &StorageConfig) -> HashMap<String, String> {
@@ -164,6 +283,13 @@ fn storage_props(s: &StorageConfig) -> HashMap<String, String> {
         );
     }
     p
+}
+
+/// A FileIO for `storage` (local files, S3): the one object-store client stack of refold.
+pub fn file_io(storage: &StorageConfig) -> FileIO {
+    FileIOBuilder::new(Arc::new(OpenDalResolvingStorageFactory::new()))
+        .with_props(storage_props(storage))
+        .build()
 }
 
 fn is_postgres(uri: &str) -> bool {
@@ -199,9 +325,7 @@ pub(crate) async fn connect(cfg: &CatalogConfig) -> Result<(Arc<dyn CatalogSwap>
             catalog_name,
             storage,
         } => {
-            let file_io = FileIOBuilder::new(Arc::new(OpenDalResolvingStorageFactory::new()))
-                .with_props(storage_props(storage))
-                .build();
+            let file_io = file_io(storage);
             if let Some(dir) = warehouse.strip_prefix("file://") {
                 std::fs::create_dir_all(dir).io(|| format!("create warehouse folder {dir}"))?;
             }
@@ -212,16 +336,19 @@ pub(crate) async fn connect(cfg: &CatalogConfig) -> Result<(Arc<dyn CatalogSwap>
                 .connect(&uri)
                 .await
                 .io(|| format!("connect to catalog {}", redact(&uri)))?;
-            let swap = SqlCatalogSwap {
+            let mut swap = SqlCatalogSwap {
                 pool,
                 catalog_name: catalog_name.clone(),
                 postgres: is_postgres(&uri),
+                warehouse: warehouse.trim_end_matches('/').to_string(),
+                iceberg_type: true,
             };
             // A fresh database has no catalog tables yet: iceberg-rust's SqlCatalog creates them
             // (iceberg_tables, iceberg_namespace_properties) as other SQL-catalog clients expect.
             if swap.probe().await.is_err() {
                 sql_catalog(cfg).await?;
             }
+            swap.iceberg_type = swap.has_iceberg_type().await;
             Ok((Arc::new(swap), file_io))
         }
     }
@@ -276,49 +403,48 @@ pub(crate) async fn read_metadata(io: &FileIO, location: &str) -> Result<Loaded>
     })
 }
 
-/// Creates namespace and table (tolerating a concurrent creator) and loads it.
+/// Creates the table (and its namespace) with `properties`, tolerating a concurrent creator,
+/// and loads it.
 pub(crate) async fn create_table(
-    cfg: &CatalogConfig,
+    catalog: &dyn CatalogSwap,
+    io: &FileIO,
     ident: &TableIdent,
     layout: &TableLayout,
+    properties: HashMap<String, String>,
 ) -> Result<Loaded> {
-    let cat = sql_catalog(cfg).await?;
-    let ns: &NamespaceIdent = ident.namespace();
-    if !cat
-        .namespace_exists(ns)
-        .await
-        .io(|| format!("check namespace {ns:?}"))?
-        && let Err(e) = cat.create_namespace(ns, HashMap::new()).await
-        && !cat
-            .namespace_exists(ns)
-            .await
-            .io(|| format!("check namespace {ns:?}"))?
-    {
-        return Err(Error::new(ErrorKind::Io, format!("create namespace {ns:?}")).with_source(e));
-    }
+    let location = catalog.new_table_location(ident).await?;
     let creation = TableCreation::builder()
         .name(ident.name().to_string())
+        .location(location.clone())
         .schema(layout.schema.clone())
         .partition_spec(layout.spec.clone())
         .sort_order(layout.sort_order.clone())
-        .properties(layout.properties.clone())
+        .properties(properties)
         .build();
-    let table = match cat.create_table(ns, creation).await {
-        Ok(t) => t,
-        Err(e) => match cat.load_table(ident).await {
-            Ok(t) => t, // created concurrently by another invocation
-            Err(_) => {
-                return Err(
-                    Error::new(ErrorKind::Io, format!("create table {ident}")).with_source(e)
-                );
-            }
-        },
-    };
-    let location = table
-        .metadata_location_result()
-        .io(|| "metadata location of the new table".into())?;
-    Ok(Loaded {
-        metadata: table.metadata_ref(),
-        location: location.to_string(),
-    })
+    let md = TableMetadataBuilder::from_table_creation(creation)
+        .and_then(|b| b.build())
+        .kind(ErrorKind::Internal, || {
+            format!("metadata of new table {ident}")
+        })?
+        .metadata;
+    let new_location = MetadataLocation::new_with_metadata(location, &md);
+    md.write_to(io, &new_location)
+        .await
+        .io(|| format!("write {new_location}"))?;
+    let md_location = new_location.to_string();
+    if catalog.register(ident, &md_location).await? {
+        return Ok(Loaded {
+            metadata: Arc::new(md),
+            location: md_location,
+        });
+    }
+    // Created concurrently by another invocation: use theirs, drop ours.
+    super::writer::delete_files_best_effort(io, std::iter::once(md_location)).await;
+    let theirs = catalog.current_location(ident).await?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::Io,
+            format!("table {ident} neither created nor found"),
+        )
+    })?;
+    read_metadata(io, &theirs).await
 }

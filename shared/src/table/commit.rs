@@ -39,6 +39,9 @@ pub struct SnapshotChange {
     pub removed_paths: HashSet<String>,
     /// Snapshot summary properties (the offset map, refold's own keys).
     pub summary: HashMap<String, String>,
+    /// Table properties set in the same metadata update (the offset map again: it survives
+    /// other engines' rewrites and snapshot expiry).
+    pub properties: HashMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +113,12 @@ async fn publish(
     builder: iceberg::spec::TableMetadataBuilder,
     mut written: Vec<String>,
 ) -> Result<bool> {
+    // Never publish metadata of a format refold does not write (a v3 table's snapshots need
+    // row lineage fields); the caller's files are removed as for a lost swap.
+    if let Err(e) = super::check_format(&base.metadata, ident) {
+        super::writer::delete_files_best_effort(io, written.into_iter()).await;
+        return Err(e);
+    }
     let built = builder
         .build()
         .kind(ErrorKind::Internal, || "build table metadata".into())?;
@@ -307,11 +316,16 @@ pub async fn commit_snapshot(
         })
         .with_schema_id(schema.schema_id())
         .build();
-    let builder = md
+    let mut builder = md
         .clone()
         .into_builder(Some(base.location.clone()))
         .set_branch_snapshot(snapshot, MAIN_BRANCH)
         .kind(ErrorKind::Internal, || "add snapshot".into())?;
+    if !change.properties.is_empty() {
+        builder = builder
+            .set_properties(change.properties.clone())
+            .kind(ErrorKind::Internal, || "set table properties".into())?;
+    }
     if publish(io, catalog, ident, base, builder, written).await? {
         Ok(CommitResult::Committed { snapshot_id })
     } else {
@@ -449,5 +463,28 @@ pub async fn commit_expire_snapshots(
         ))
     } else {
         Ok((CommitResult::Lost("catalog pointer moved".into()), 0))
+    }
+}
+
+/// Sets table properties, nothing else (adopting a table: its owner and refold's properties).
+pub async fn commit_properties(
+    io: &FileIO,
+    catalog: &dyn CatalogSwap,
+    ident: &TableIdent,
+    base: &Loaded,
+    properties: HashMap<String, String>,
+) -> Result<CommitResult> {
+    let md = base.metadata.as_ref();
+    let builder = md
+        .clone()
+        .into_builder(Some(base.location.clone()))
+        .set_properties(properties)
+        .kind(ErrorKind::Config, || "set table properties".into())?;
+    if publish(io, catalog, ident, base, builder, vec![]).await? {
+        Ok(CommitResult::Committed {
+            snapshot_id: md.current_snapshot_id().unwrap_or(0),
+        })
+    } else {
+        Ok(CommitResult::Lost("catalog pointer moved".into()))
     }
 }

@@ -46,6 +46,9 @@ pub struct Found {
     pub row: StateRow,
     pub file_path: String,
     pub pos: i64,
+    /// Older live rows of the same (tenant, key) (file, position): only another writer's
+    /// append makes these; a merge deletes them with the row it replaces.
+    pub superseded: Vec<(String, i64)>,
 }
 
 /// Which rows a read keeps.
@@ -309,6 +312,7 @@ async fn read_unit(io: &FileIO, codec: &RowCodec, u: Unit, want: &Want) -> Resul
                     row,
                     file_path: u.path.clone(),
                     pos: pos.value(i),
+                    superseded: vec![],
                 });
             }
         }
@@ -377,6 +381,7 @@ async fn read_unit_two_pass(
                 row,
                 file_path: u.path.clone(),
                 pos: pos.value(i),
+                superseded: vec![],
             });
         }
     }
@@ -397,31 +402,46 @@ fn row_pos(batch: &RecordBatch) -> Result<arrow_array::Int64Array> {
 }
 
 /// The live rows of `keys` among `live` (files of one partition), with their positions.
+/// Two live rows of one (tenant, key) (another writer appended one) resolve to the newest
+/// write (data sequence number, then last offset); the others are `superseded`.
 pub async fn find_rows(
     io: &FileIO,
     codec: &RowCodec,
     live: &LiveFiles,
     keys: &HashSet<(String, String)>,
 ) -> Result<HashMap<(String, String), Found>> {
-    let mut out = HashMap::new();
+    let mut out: HashMap<(String, String), Found> = HashMap::new();
     if keys.is_empty() || live.data.is_empty() {
         return Ok(out);
     }
     let want = Want::Batch(KeyIndex::new(
         keys.iter().map(|(t, k)| (t.as_str(), k.as_str())),
     ));
+    let seq: HashMap<&str, i64> = live
+        .data
+        .iter()
+        .map(|f| (f.file.file_path(), f.data_seq))
+        .collect();
+    let rank = |f: &Found| {
+        let s = seq.get(f.file_path.as_str()).copied().unwrap_or(i64::MIN);
+        (s, f.row.last_offset, f.pos)
+    };
     let files: Vec<&LiveFile> = live.data.iter().collect();
     for found in read(io, codec, &files, &live.deletes, want).await? {
         let id = found.row.identity();
-        if let Some(prev) = out.insert(id.clone(), found) {
-            return Err(Error::new(
-                ErrorKind::Internal,
-                format!(
-                    "two live rows for {id:?}: {}@{} and another (table corrupt)",
-                    prev.file_path, prev.pos
-                ),
-            ));
-        }
+        let Some(prev) = out.remove(&id) else {
+            out.insert(id, found);
+            continue;
+        };
+        tracing::warn!(tenant = %id.0, key = %id.1, "two live rows of one key (another writer appended one); the newest wins, the merge deletes both");
+        let (mut keep, old) = if rank(&found) > rank(&prev) {
+            (found, prev)
+        } else {
+            (prev, found)
+        };
+        keep.superseded.push((old.file_path, old.pos));
+        keep.superseded.extend(old.superseded);
+        out.insert(id, keep);
     }
     Ok(out)
 }

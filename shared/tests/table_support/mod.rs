@@ -48,8 +48,12 @@ pub fn config(dir: &Path, name: &str) -> TableConfig {
         columns: StateColumns::Json,
         topic: "domain.orders.events".into(),
         consumer_group: "order-projection-v1".into(),
+        properties: BTreeMap::new(),
     }
 }
+
+/// The offsets key of [`config`]'s topic and group.
+pub const OFFSETS_KEY: &str = "refold.offsets.domain.orders.events/order-projection-v1";
 
 /// Folds one event onto a prior row: count, sum, last value.
 pub fn apply(prior: Option<&StateRow>, e: &Ev) -> StateRow {
@@ -81,8 +85,8 @@ pub fn apply(prior: Option<&StateRow>, e: &Ev) -> StateRow {
 /// skips events below the committed offset, as the real fold-batch handler does.
 pub fn folder(
     batch: &[Ev],
-) -> impl FnMut(i64, &HashMap<(String, String), StateRow>) -> Result<FoldedBatch> + '_ {
-    move |committed, priors| {
+) -> impl AsyncFnMut(i64, &HashMap<(String, String), StateRow>) -> Result<FoldedBatch> + '_ {
+    async move |committed, priors| {
         let mut cur: BTreeMap<(String, String), StateRow> = BTreeMap::new();
         let mut next = committed;
         for e in batch.iter().filter(|e| e.offset >= committed) {
@@ -238,16 +242,25 @@ pub fn write_expected(path: &Path, rows: &BTreeMap<(String, String), StateRow>) 
     std::fs::write(path, s).unwrap();
 }
 
-/// The interpreter of the venv with PyIceberg; fails clearly when the test command did not
-/// set it up (never skips).
+/// The interpreter of the venv with PyIceberg: `REFOLD_PYTHON`, else
+/// `$HOME/.cache/refold/venv/bin/python`; fails clearly when neither exists (never skips).
 pub fn python() -> String {
-    std::env::var("REFOLD_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "REFOLD_PYTHON is not set. The PyIceberg checks need it: run `bash tests/py/venv.sh` \
-             (creates $HOME/.cache/refold/venv from tests/py/requirements.txt) and \
+    if let Ok(p) = std::env::var("REFOLD_PYTHON") {
+        return p;
+    }
+    let fallback = std::env::var("HOME")
+        .map(|h| Path::new(&h).join(".cache/refold/venv/bin/python"))
+        .ok()
+        .filter(|p| p.exists());
+    match fallback {
+        Some(p) => p.display().to_string(),
+        None => panic!(
+            "REFOLD_PYTHON is not set and $HOME/.cache/refold/venv/bin/python does not exist. \
+             The PyIceberg checks need it: run `bash tests/py/venv.sh` (creates \
+             $HOME/.cache/refold/venv from tests/py/requirements.txt) and \
              export REFOLD_PYTHON=$HOME/.cache/refold/venv/bin/python"
-        )
-    })
+        ),
+    }
 }
 
 /// Runs `tests/py/check_table.py` with `args`; panics with its output unless it passes.
@@ -269,4 +282,49 @@ pub fn py_check(args: &[&str]) {
         text.contains("PYICEBERG OK"),
         "check_table.py did not confirm:\n{text}"
     );
+}
+
+/// Runs `tests/py/foreign_engine.py` (PyIceberg as another engine) on the embedded catalog
+/// in `dir`; panics with its output unless it succeeds.
+pub async fn foreign(dir: &Path, args: &[&str]) -> String {
+    let d = dir.display().to_string();
+    foreign_on(
+        &format!("sqlite:///{d}/catalog.db"),
+        &format!("file://{d}"),
+        args,
+    )
+    .await
+}
+
+/// [`foreign`] on any SQL catalog URI and warehouse.
+pub async fn foreign_on(uri: &str, warehouse: &str, args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/py/foreign_engine.py");
+    let out = tokio::process::Command::new(python())
+        .arg(&script)
+        .args(["--uri", uri, "--warehouse", warehouse])
+        .args(args)
+        .output()
+        .await
+        .expect("run python");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("FOREIGN OK"),
+        "foreign_engine.py {args:?} failed:\n{text}"
+    );
+    text
+}
+
+/// One row as `foreign_engine.py append-row` takes it.
+pub fn row_json(r: &StateRow) -> String {
+    json!({
+        "tenant_id": r.tenant_id, "order_id": r.key, "state": Value::Object(r.state.clone()),
+        "source_partition": r.source_partition, "last_offset": r.last_offset,
+        "last_event_id": r.last_event_id, "last_event_time_us": r.last_event_time_us,
+        "events_folded": r.events_folded,
+    })
+    .to_string()
 }

@@ -1,0 +1,439 @@
+//! The exactly-once merge of one batch of one source partition (`StateTable::merge_batch`);
+//! the protocol is in the module docs of `table`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::Instant;
+
+use iceberg::io::FileIO;
+use iceberg::spec::{DataFile, Operation};
+
+use super::commit::{self, CommitResult, SnapshotChange};
+use super::files::{self, LiveFiles};
+use super::retry::{self, Attempt};
+use super::{
+    FaultPoint, Loaded, StateRow, StateTable, TableLimits, lookup, offsets, position_delete, writer,
+};
+use crate::error::{Error, ErrorKind, Result};
+
+/// What the fold closure of `merge_batch` returns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FoldedBatch {
+    /// The new rows (one per changed (tenant, key) of the batch, all of its partition).
+    pub rows: Vec<StateRow>,
+    /// The new committed (next) offset of the partition: last applied offset + 1.
+    pub next_offset: i64,
+    /// Extra snapshot summary properties (refold's own keys win on a clash).
+    pub extra_summary: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeOutcome {
+    /// The committed snapshot; `None` if there was nothing to commit (already applied).
+    pub snapshot_id: Option<i64>,
+    /// Commit attempts made (1 = no conflict).
+    pub attempts: u32,
+    pub rows_written: usize,
+    pub rows_deleted: usize,
+    pub already_applied: bool,
+}
+
+type Identity = (String, String);
+
+/// What one merge carries from attempt to attempt.
+struct MergeState {
+    partition: i32,
+    keys: HashSet<Identity>,
+    plan: Option<MergePlan>,
+    timings: MergeTimings,
+}
+
+impl StateTable {
+    /// The exactly-once merge of one batch of ONE source partition; see the module docs.
+    /// `keys` are the (tenant, key) pairs of the batch: their current rows are the priors the
+    /// fold gets. The fold may do I/O that must precede the commit (dead letters), but its
+    /// rows must depend on its inputs only: it is called again after a conflict that
+    /// invalidates them (the committed offset moved, or the partition's files changed).
+    ///
+    /// `Send`: the merge future is `Send` when the fold owns its captures (`async move`,
+    /// `Arc` for shared state); with borrowed captures rustc 1.95 cannot prove it
+    /// (rust-lang/rust#139475), so such a merge can be awaited but not spawned.
+    pub async fn merge_batch<F>(
+        &self,
+        partition: i32,
+        keys: &[(String, String)],
+        mut fold: F,
+    ) -> Result<MergeOutcome>
+    where
+        F: AsyncFnMut(i64, &HashMap<(String, String), StateRow>) -> Result<FoldedBatch>,
+    {
+        let ctx = || format!("merge into {} partition {partition}", self.cfg.table);
+        self.check_merge_input(partition, keys)
+            .map_err(|e| e.with_context(ctx()))?;
+        let mut st = MergeState {
+            partition,
+            keys: keys.iter().cloned().collect(),
+            plan: None,
+            timings: MergeTimings::default(),
+        };
+        let res = retry::with_commit_retry!(self, |base, n| self
+            .merge_attempt(&mut st, &mut fold, base, n)
+            .await);
+        // Out of attempts: the planned files were never committed. Any other error may have
+        // come after the pointer moved (a lost connection), so the files stay.
+        if let Err(e) = &res
+            && e.kind() == ErrorKind::CommitConflict
+            && let Some(p) = st.plan.take()
+        {
+            p.discard(&self.file_io).await;
+        }
+        res.map_err(|e| e.with_context(ctx()))
+    }
+
+    fn check_merge_input(&self, partition: i32, keys: &[(String, String)]) -> Result<()> {
+        if partition < 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "negative source partition",
+            ));
+        }
+        if keys.len() > self.limits.max_keys_per_batch {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{} keys exceed max_keys_per_batch {}",
+                    keys.len(),
+                    self.limits.max_keys_per_batch
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn merge_attempt<F>(
+        &self,
+        st: &mut MergeState,
+        fold: &mut F,
+        base: Loaded,
+        attempts: u32,
+    ) -> Result<Attempt<MergeOutcome>>
+    where
+        F: AsyncFnMut(i64, &HashMap<(String, String), StateRow>) -> Result<FoldedBatch>,
+    {
+        let t_load = Instant::now();
+        self.check_base(&base)?;
+        let offsets_now = self.read_offsets(&base.metadata)?;
+        let committed = offsets_now.get(&st.partition).copied().unwrap_or(-1);
+        let live = files::live_files(
+            &self.file_io,
+            &base.metadata,
+            Some(st.partition),
+            &self.manifests,
+        )
+        .await?;
+        let base_files: BTreeSet<String> = live.all_paths().into_iter().collect();
+        st.timings.load_ms = ms(t_load, Instant::now());
+        // The plan's positions and priors hold only on exactly the files it was planned on:
+        // a file added (a second writer's row for a batch key) or removed (a compaction) since
+        // means a new lookup and fold.
+        let reuse =
+            matches!(&st.plan, Some(p) if p.committed == committed && p.base_files == base_files);
+        if !reuse {
+            if let Some(old) = st.plan.take() {
+                old.discard(&self.file_io).await;
+            }
+            let planned = self
+                .plan_merge(st, fold, &base, &live, committed, base_files)
+                .await?;
+            match planned {
+                Some(p) => st.plan = Some(p),
+                None => {
+                    return Ok(Attempt::Done(MergeOutcome {
+                        snapshot_id: None,
+                        attempts,
+                        rows_written: 0,
+                        rows_deleted: 0,
+                        already_applied: true,
+                    }));
+                }
+            }
+        }
+        self.take_fault(FaultPoint::AfterFilesWritten)?;
+        self.commit_merge(st, &base, &offsets_now, attempts).await
+    }
+
+    /// Looks up the priors, folds, and writes the files; `None` when the fold has nothing to
+    /// apply (already applied).
+    async fn plan_merge<F>(
+        &self,
+        st: &mut MergeState,
+        fold: &mut F,
+        base: &Loaded,
+        live: &LiveFiles,
+        committed: i64,
+        base_files: BTreeSet<String>,
+    ) -> Result<Option<MergePlan>>
+    where
+        F: AsyncFnMut(i64, &HashMap<(String, String), StateRow>) -> Result<FoldedBatch>,
+    {
+        let t_lookup = Instant::now();
+        let found = lookup::find_rows(&self.file_io, &self.codec, live, &st.keys).await?;
+        let t_fold = Instant::now();
+        st.timings.lookup_ms = ms(t_lookup, t_fold);
+        let mut priors: HashMap<Identity, StateRow> = HashMap::with_capacity(found.len());
+        let mut located: HashMap<Identity, Vec<(String, i64)>> =
+            HashMap::with_capacity(found.len());
+        for (id, f) in found {
+            let mut at = vec![(f.file_path, f.pos)];
+            at.extend(f.superseded);
+            located.insert(id.clone(), at);
+            priors.insert(id, f.row);
+        }
+        let folded = fold(committed, &priors).await?;
+        let t_write = Instant::now();
+        st.timings.fold_ms = ms(t_fold, t_write);
+        if !check_folded(&folded, committed, st.partition, &st.keys, &self.limits)? {
+            return Ok(None);
+        }
+        let plan = MergePlan::write(self, base, st.partition, committed, folded, &located)
+            .await?
+            .with_base_files(base_files);
+        st.timings.write_ms = ms(t_write, Instant::now());
+        Ok(Some(plan))
+    }
+
+    /// Commits the planned files with the group's offset map (summary and table property).
+    async fn commit_merge(
+        &self,
+        st: &mut MergeState,
+        base: &Loaded,
+        offsets_now: &BTreeMap<i32, i64>,
+        attempts: u32,
+    ) -> Result<Attempt<MergeOutcome>> {
+        let Some(p) = st.plan.as_ref() else {
+            return Err(Error::new(ErrorKind::Internal, "merge plan missing"));
+        };
+        let t_commit = Instant::now();
+        // The whole group's offset map: the base's, this partition advanced.
+        let mut new_offsets = offsets_now.clone();
+        new_offsets.insert(st.partition, p.next_offset);
+        offsets::assert_forward(offsets_now, &new_offsets)?;
+        let (key, encoded) = (self.offsets_key(), offsets::encode(&new_offsets));
+        let mut summary: HashMap<String, String> = p.extra_summary.clone().into_iter().collect();
+        summary.insert(key.clone(), encoded.clone());
+        summary.insert("refold.source-partition".into(), st.partition.to_string());
+        summary.insert("refold.writer".into(), WRITER.into());
+        let change = SnapshotChange {
+            operation: if p.deletes.is_empty() {
+                Operation::Append
+            } else {
+                Operation::Overwrite
+            },
+            added_data: p.data.clone(),
+            added_deletes: p.deletes.clone(),
+            removed_paths: HashSet::new(),
+            summary,
+            // Table properties survive other engines' rewrites and snapshot expiry.
+            properties: HashMap::from([(key, encoded)]),
+        };
+        let res = commit::commit_snapshot(
+            &self.file_io,
+            self.catalog.as_ref(),
+            &self.ident,
+            base,
+            &change,
+            &self.manifests,
+        )
+        .await?;
+        match res {
+            CommitResult::Committed { snapshot_id } => {
+                st.timings.commit_ms = ms(t_commit, Instant::now());
+                let timings = st.timings;
+                tracing::debug!(table = %self.cfg.table, partition = st.partition, attempts, ?timings, "merged");
+                Ok(Attempt::Done(MergeOutcome {
+                    snapshot_id: Some(snapshot_id),
+                    attempts,
+                    rows_written: p.rows_written,
+                    rows_deleted: p.rows_deleted,
+                    already_applied: false,
+                }))
+            }
+            CommitResult::Lost(why) => Ok(Attempt::Lost(why)),
+        }
+    }
+}
+
+/// `refold.writer` of every snapshot refold commits.
+pub(crate) const WRITER: &str = concat!("refold ", env!("CARGO_PKG_VERSION"));
+
+/// Checks the fold's output; `Ok(false)` means already applied (nothing to commit).
+pub(crate) fn check_folded(
+    folded: &FoldedBatch,
+    committed: i64,
+    partition: i32,
+    keys: &HashSet<(String, String)>,
+    limits: &TableLimits,
+) -> Result<bool> {
+    if folded.next_offset <= committed {
+        if folded.rows.is_empty() {
+            return Ok(false);
+        }
+        return Err(Error::new(
+            ErrorKind::Internal,
+            format!(
+                "fold returned {} rows but next offset {} does not advance committed offset {committed}",
+                folded.rows.len(),
+                folded.next_offset
+            ),
+        ));
+    }
+    if folded.next_offset < 0 {
+        return Err(Error::new(
+            ErrorKind::Internal,
+            "fold returned a negative next offset",
+        ));
+    }
+    if folded.rows.len() > limits.max_rows_per_batch {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{} rows exceed max_rows_per_batch {}",
+                folded.rows.len(),
+                limits.max_rows_per_batch
+            ),
+        ));
+    }
+    check_rows(&folded.rows, partition, keys)
+}
+
+/// Each row of the batch's partition, of a batch key, once.
+fn check_rows(rows: &[StateRow], partition: i32, keys: &HashSet<Identity>) -> Result<bool> {
+    let mut seen = HashSet::with_capacity(rows.len());
+    for r in rows {
+        let id = (r.tenant_id.clone(), r.key.clone());
+        if r.source_partition != partition {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "row {id:?} has source_partition {} in a batch of partition {partition}",
+                    r.source_partition
+                ),
+            ));
+        }
+        if !keys.contains(&id) {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!("fold returned a row for {id:?}, not a key of the batch"),
+            ));
+        }
+        if !seen.insert(id) {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!("fold returned two rows for {:?}", r.identity()),
+            ));
+        }
+    }
+    Ok(true)
+}
+
+/// Where the time of the last attempt of a merge went (logged at debug level).
+#[derive(Debug, Default, Clone, Copy)]
+#[allow(dead_code)] // read through Debug
+struct MergeTimings {
+    load_ms: f64,
+    lookup_ms: f64,
+    fold_ms: f64,
+    write_ms: f64,
+    commit_ms: f64,
+}
+
+fn ms(a: Instant, b: Instant) -> f64 {
+    (b - a).as_secs_f64() * 1e3
+}
+
+/// The files written for one fold result, valid while the partition's committed offset is
+/// `committed` and its live files are exactly `base_files`.
+struct MergePlan {
+    committed: i64,
+    next_offset: i64,
+    extra_summary: BTreeMap<String, String>,
+    data: Vec<DataFile>,
+    deletes: Vec<DataFile>,
+    /// Every live data and delete file of the partition the plan was made on.
+    base_files: BTreeSet<String>,
+    rows_written: usize,
+    rows_deleted: usize,
+}
+
+impl MergePlan {
+    async fn write(
+        t: &StateTable,
+        base: &Loaded,
+        partition: i32,
+        committed: i64,
+        folded: FoldedBatch,
+        located: &HashMap<Identity, Vec<(String, i64)>>,
+    ) -> Result<Self> {
+        let started = Instant::now();
+        let mut rows = folded.rows;
+        rows.sort_by(|a, b| (&a.tenant_id, &a.key).cmp(&(&b.tenant_id, &b.key)));
+        // Every live version of the rows being replaced (more than one only after another
+        // writer added a row for the same key).
+        let mut positions: Vec<(String, i64)> = rows
+            .iter()
+            .filter_map(|r| located.get(&(r.tenant_id.clone(), r.key.clone())))
+            .flatten()
+            .cloned()
+            .collect();
+        positions.sort();
+        let data = if rows.is_empty() {
+            vec![]
+        } else {
+            writer::write_rows(
+                &t.file_io,
+                &base.metadata,
+                &t.codec,
+                partition,
+                &rows,
+                &t.limits,
+            )
+            .await?
+        };
+        let deletes = if positions.is_empty() {
+            vec![]
+        } else {
+            position_delete::write(&t.file_io, &base.metadata, partition, &positions, &t.limits)
+                .await?
+        };
+        tracing::debug!(
+            rows = rows.len(),
+            deletes = positions.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "merge files written"
+        );
+        Ok(Self {
+            committed,
+            next_offset: folded.next_offset,
+            extra_summary: folded.extra_summary,
+            data,
+            deletes,
+            base_files: BTreeSet::new(),
+            rows_written: rows.len(),
+            rows_deleted: positions.len(),
+        })
+    }
+
+    fn with_base_files(mut self, base_files: BTreeSet<String>) -> Self {
+        self.base_files = base_files;
+        self
+    }
+
+    /// Removes the files of an abandoned plan (never committed, so nothing references them).
+    async fn discard(self, io: &FileIO) {
+        let paths = self
+            .data
+            .iter()
+            .chain(self.deletes.iter())
+            .map(|f| f.file_path().to_string());
+        writer::delete_files_best_effort(io, paths).await;
+    }
+}
