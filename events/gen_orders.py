@@ -1,17 +1,27 @@
 #!/usr/bin/env python3
 """Writes events/orders.jsonl: a realistic, deterministic order event stream.
 
-Two tenants, ~1,400 orders, each a lifecycle of the seed's five event types
+Two tenants, ~1,400 orders (`--orders N` for more), each a lifecycle of the seed's five event types
 (placed -> confirmed -> shipped -> delivered, or cancelled at some step), interleaved in
 time order; a few events of a type the pipeline does not fold (filtered), and a few
 malformed lines (rejected), at fixed places so tests can count them.
 
     python3 events/gen_orders.py > events/orders.jsonl
+    python3 events/gen_orders.py --orders 29000 --lines 100000 > /tmp/orders-100k.jsonl
+
+`--lines N` keeps the first N lines in time order (malformed ones included); it fails when
+the orders give fewer lines. The defaults write events/orders.jsonl byte for byte.
 """
+import argparse
 import json
 import random
 import sys
 from datetime import datetime, timedelta, timezone
+
+ap = argparse.ArgumentParser(description="Writes an order event stream (JSONL) to stdout.")
+ap.add_argument("--orders", type=int, default=1400, help="orders (default 1400)")
+ap.add_argument("--lines", type=int, default=None, help="exactly this many lines (default: all)")
+args = ap.parse_args()
 
 rng = random.Random(20260212)
 START = datetime(2026, 2, 1, 8, 0, 0, tzinfo=timezone.utc)
@@ -19,7 +29,7 @@ TENANTS = ["tenant-acme", "tenant-globex"]
 CURRENCIES = ["USD", "EUR", "GBP"]
 
 events = []
-for n in range(1400):
+for n in range(args.orders):
     tenant = TENANTS[n % 3 == 0]  # about a third for the second tenant
     order = f"order-{n:05d}"
     t = START + timedelta(seconds=rng.randint(0, 9 * 24 * 3600))
@@ -52,7 +62,6 @@ for n in range(1400):
         })
 
 events.sort(key=lambda e: (e["timestamp"], e["event_id"]))
-lines = [json.dumps(e, separators=(",", ":")) for e in events]
 
 # Malformed lines, each a different reason, at fixed positions.
 bad_version = dict(events[10], event_id="evt-bad-version", version=0)
@@ -66,6 +75,13 @@ malformed = [
     (2700, json.dumps(no_tenant, separators=(",", ":"))),
     (3600, "not json at all"),
 ]
+if args.lines is not None:
+    keep = args.lines - len(malformed)
+    if args.lines <= max(pos for pos, _ in malformed) or keep > len(events):
+        sys.exit(f"gen_orders: {args.orders} orders give {len(events) + len(malformed)} lines, "
+                 f"and --lines must exceed {max(pos for pos, _ in malformed)}; asked for {args.lines}")
+    events = events[:keep]
+lines = [json.dumps(e, separators=(",", ":")) for e in events]
 for pos, line in sorted(malformed, reverse=True):
     lines.insert(pos, line)
 

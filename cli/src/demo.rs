@@ -5,6 +5,11 @@
 //! source mapping delivers them, and each batch goes to the fold-batch handler, the same
 //! code the Lambda runs, writing to a local warehouse. One batch is delivered twice, as
 //! at-least-once delivery does; the malformed lines of the stream are the poison records.
+//!
+//! The mock keeps only the newest 5 MiB of each partition, read or not, so the stream goes
+//! in windows, each read back before the next is produced. Nothing is lost silently: the
+//! reader fails when a partition's log starts past its position (beyond retention), and the
+//! demo fails unless every line was produced, read back and received by the handler.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,12 +19,19 @@ use std::time::Instant;
 
 use anyhow::Context;
 use fold_batch::handler::FoldBatch;
-use fold_batch::process::BatchProcessor;
 use refold::batch::{CompiledPipeline, Counts};
-use refold::dead_letter::LocalDeadLetters;
+use refold::dead_letter::{DeadLetter, LocalDeadLetters};
+use refold::engine::BatchProcessor;
+use refold::envelope::Envelope;
 use refold::pipeline;
+use refold::record::SourceRecord;
 use refold::table::CatalogConfig;
-use refold_kafka::{EsmSource, MockBroker, Producer, consume_esm_batches, envelope_key};
+use refold_kafka::mock::MOCK_PARTITION_LOG_BYTES;
+use refold_kafka::{
+    EsmSource, MockBroker, ProduceReport, Producer, TopicReader, esm_event, jsonl_lines,
+    mock_windows,
+};
+use serde_json::Value;
 
 /// Kafka partitions of the demo topic.
 const PARTITIONS: i32 = 3;
@@ -41,96 +53,158 @@ pub async fn run(o: Options<'_>) -> anyhow::Result<ExitCode> {
     // to it unless the environment sets it.
     let broker = MockBroker::start("refold-demo-bootstrap", 1)?;
     let bootstrap = broker.bootstrap_servers();
-    let yaml = std::fs::read_to_string(o.pipeline)
-        .with_context(|| format!("reading {}", o.pipeline.display()))?;
+    let cp = compile(o.pipeline, &bootstrap)?;
+    let topic = cp
+        .pipeline
+        .source_of(cp.pipeline.transformation())
+        .topic
+        .clone();
+    broker.create_topic(&topic, PARTITIONS)?;
+    let key_field = cp.key_field.clone();
+    let dead_letter_dir = o.warehouse.join("dead-letters");
+    let handler = open_handler(o.warehouse, &dead_letter_dir, cp).await?;
+
+    let lines = jsonl_lines(&text);
+    println!(
+        "producing {} records from {} to topic {topic} ({PARTITIONS} partitions) on an \
+         in-process Kafka, reading each window back before the next (it keeps {} MiB per \
+         partition)",
+        lines.len(),
+        o.events.display(),
+        MOCK_PARTITION_LOG_BYTES / (1024 * 1024)
+    );
+    let mut feed = Feed::new(&handler, o.batch_size, bootstrap.clone());
+    let produced = stream(&lines, &bootstrap, &topic, &key_field, &mut feed).await?;
+    feed.finish().await?;
+    report_totals(lines.len(), produced.produced, &feed)?;
+    print_view(&handler, &dead_letter_dir, &feed.dead_letters, o.warehouse).await?;
+    println!("\ndone in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn compile(path: &Path, bootstrap: &str) -> anyhow::Result<CompiledPipeline> {
+    let yaml =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let env = |name: &str| {
         std::env::var(name)
             .ok()
-            .or_else(|| (name == "KAFKA_CONNECTION").then(|| bootstrap.clone()))
+            .or_else(|| (name == "KAFKA_CONNECTION").then(|| bootstrap.to_owned()))
     };
-    let loaded = pipeline::parse(&yaml, &o.pipeline.display().to_string(), &env);
+    let loaded = pipeline::parse(&yaml, &path.display().to_string(), &env);
     for w in loaded.warnings() {
         eprintln!("{w}");
     }
-    let cp = CompiledPipeline::compile(loaded.into_pipeline()?)?;
-    let source = cp.pipeline.source_of(cp.pipeline.transformation()).clone();
-    broker.create_topic(&source.topic, PARTITIONS)?;
+    Ok(CompiledPipeline::compile(loaded.into_pipeline()?)?)
+}
 
-    let producer = Producer::new(&bootstrap)?;
-    let key_field = cp.key_field.clone();
+/// The fold-batch handler on the local warehouse, dead letters in `dead_letter_dir`.
+async fn open_handler(
+    warehouse: &Path,
+    dead_letter_dir: &Path,
+    cp: CompiledPipeline,
+) -> anyhow::Result<FoldBatch> {
+    std::fs::create_dir_all(warehouse)
+        .with_context(|| format!("creating {}", warehouse.display()))?;
+    let catalog = CatalogConfig::embedded(warehouse)?;
+    let dead_letters = Arc::new(LocalDeadLetters::new(dead_letter_dir));
+    let processor = BatchProcessor::open(cp, catalog, dead_letters).await?;
+    Ok(FoldBatch::new(processor).without_metrics())
+}
+
+/// Produces the lines window by window (the in-process broker keeps only the newest few MiB
+/// of each partition, read or not), reading each window back and feeding it to the handler
+/// before producing the next.
+async fn stream(
+    lines: &[&[u8]],
+    bootstrap: &str,
+    topic: &str,
+    key_field: &str,
+    feed: &mut Feed<'_>,
+) -> anyhow::Result<ProduceReport> {
+    let producer = Producer::new(bootstrap)?;
     // Lines without a key (the malformed ones) get one derived from their bytes, so that every
     // run puts every record at the same partition and offset (unkeyed records would land on a
     // random partition and shift the offsets of the others).
     let key_of = |line: &[u8]| {
-        envelope_key(line, &key_field).or_else(|| Some(format!("unkeyed-{:016x}", fnv1a(line))))
+        let key = Envelope::decode(line)
+            .ok()
+            .and_then(|e| e.key(key_field).ok().map(|k| k.into_owned()));
+        key.or_else(|| Some(format!("unkeyed-{:016x}", fnv1a(line))))
     };
-    let produced = producer.produce_jsonl(&source.topic, &text, key_of).await?;
-    println!(
-        "produced {} records from {} to topic {} ({} partitions) on an in-process Kafka",
-        produced.produced,
-        o.events.display(),
-        source.topic,
-        PARTITIONS
-    );
-
-    let batches = consume_esm_batches(
-        &bootstrap,
-        &source.topic,
-        o.batch_size,
-        EsmSource::SelfManaged,
-    )?;
-    std::fs::create_dir_all(o.warehouse)
-        .with_context(|| format!("creating {}", o.warehouse.display()))?;
-    let dead_letter_dir = o.warehouse.join("dead-letters");
-    let catalog = CatalogConfig::embedded(o.warehouse)?;
-    let processor = BatchProcessor::open(
-        cp,
-        catalog,
-        Arc::new(LocalDeadLetters::new(&dead_letter_dir)),
-    )
-    .await?;
-    let handler = FoldBatch::new(processor).without_metrics();
-
-    // Deliver every batch, then the first one again (at-least-once delivery).
-    let mut total = Counts::default();
-    let mut dead_letters = Vec::new();
-    let deliveries = (0..batches.len()).chain(std::iter::once(0).filter(|_| !batches.is_empty()));
-    for (n, i) in deliveries.enumerate() {
-        let event = fold_batch::esm::parse_event(batches[i].clone())?;
-        let (response, report) = handler.handle_with_report(&event).await?;
-        let c = report.counts;
-        let again = if n >= batches.len() {
-            " (delivered again)"
-        } else {
-            ""
-        };
-        println!(
-            "batch {:>2}{again}: {:>5} records: {:>5} folded, {:>3} filtered, {} dead-lettered, {:>5} already applied; {} keys, fold {:.1} ms, commit {:.1} ms",
-            i + 1,
-            c.received,
-            c.folded,
-            c.filtered,
-            c.dead_lettered,
-            c.already_applied,
-            report.keys,
-            report.fold_ms,
-            report.commit_ms
-        );
-        anyhow::ensure!(
-            response.batch_item_failures.is_empty(),
-            "the handler asked for a retry: {response:?}"
-        );
-        total += c;
-        dead_letters.extend(report.dead_letters);
+    let mut produced = ProduceReport::default();
+    let mut reader = TopicReader::new(bootstrap, topic)?;
+    for window in mock_windows(lines) {
+        produced.absorb(&producer.produce_lines(topic, window, key_of).await?);
+        let (r, records) = read_back(reader).await?;
+        reader = r;
+        feed.push(records).await?;
     }
-    assert!(total.balanced(), "every record is accounted for: {total:?}");
+    Ok(produced)
+}
+
+/// Reads what the topic got since the last read (on a blocking thread: the reader polls).
+async fn read_back(mut reader: TopicReader) -> anyhow::Result<(TopicReader, Vec<SourceRecord>)> {
+    let (reader, records) = tokio::task::spawn_blocking(move || {
+        let records = reader.read_available();
+        (reader, records)
+    })
+    .await
+    .context("the thread reading the in-process Kafka")?;
+    let records = records.context("reading the demo topic back from the in-process Kafka")?;
+    Ok((reader, records))
+}
+
+/// Checks that nothing was lost between the file, Kafka and the handler, and prints the
+/// totals.
+fn report_totals(lines: usize, produced: usize, feed: &Feed<'_>) -> anyhow::Result<()> {
+    let total = feed.total;
+    anyhow::ensure!(
+        total.balanced(),
+        "the handler's counts do not account for every record: {total:?}"
+    );
+    check_nothing_lost(lines, produced, feed.read, feed.received_once)?;
     println!(
-        "\ntotal: {} records delivered: {} folded, {} filtered, {} dead-lettered, {} already applied",
+        "\nproduced {produced}, read back {}, received by the handler {} (then batch 1 once more)",
+        feed.read, feed.received_once
+    );
+    println!(
+        "total: {} records delivered: {} folded, {} filtered, {} dead-lettered, {} already applied",
         total.received, total.folded, total.filtered, total.dead_lettered, total.already_applied
     );
+    Ok(())
+}
 
-    let table = handler.processor().table();
-    let rows = table.current_rows(None, None).await?;
+/// Every line produced, every record produced read back, every record read handed to the
+/// handler once: otherwise the demo says where records went missing, and fails.
+fn check_nothing_lost(
+    lines: usize,
+    produced: usize,
+    read: usize,
+    received: usize,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        produced == lines,
+        "the stream has {lines} records but {produced} were produced"
+    );
+    anyhow::ensure!(
+        read == produced,
+        "{produced} records were produced but {read} were read back from the in-process Kafka"
+    );
+    anyhow::ensure!(
+        received == produced,
+        "{produced} records were produced but the handler received {received}"
+    );
+    Ok(())
+}
+
+/// The view: rows per tenant and status, a few rows, the dead letters, how to query it.
+async fn print_view(
+    handler: &FoldBatch,
+    dead_letter_dir: &Path,
+    dead_letters: &[DeadLetter],
+    warehouse: &Path,
+) -> anyhow::Result<()> {
+    let rows = handler.processor().table().current_rows(None, None).await?;
     let mut by_status: BTreeMap<(String, String), usize> = BTreeMap::new();
     for r in &rows {
         let status = r
@@ -141,13 +215,8 @@ pub async fn run(o: Options<'_>) -> anyhow::Result<ExitCode> {
             .to_owned();
         *by_status.entry((r.tenant_id.clone(), status)).or_default() += 1;
     }
-    let sink = handler
-        .processor()
-        .pipeline()
-        .pipeline
-        .sink_of(handler.processor().pipeline().pipeline.transformation())
-        .table
-        .clone();
+    let pipeline = &handler.processor().pipeline().pipeline;
+    let sink = &pipeline.sink_of(pipeline.transformation()).table;
     println!("\nthe view {sink}: {} rows", rows.len());
     println!("  {:<16} {:<10} {:>6}", "tenant_id", "status", "rows");
     for ((tenant, status), n) in &by_status {
@@ -159,7 +228,7 @@ pub async fn run(o: Options<'_>) -> anyhow::Result<ExitCode> {
             "  {} {} = {} (events folded {}, last offset {} in partition {})",
             r.tenant_id,
             r.key,
-            serde_json::Value::Object(r.state.clone()),
+            Value::Object(r.state.clone()),
             r.events_folded,
             r.last_offset,
             r.source_partition
@@ -169,13 +238,13 @@ pub async fn run(o: Options<'_>) -> anyhow::Result<ExitCode> {
     if dead_letters.is_empty() {
         println!("  none in this run (a run on an existing warehouse folds nothing new)");
     }
-    for d in &dead_letters {
+    for d in dead_letters {
         println!(
             "  partition {} offset {}: {} ({})",
             d.partition, d.offset, d.reason, d.kind
         );
     }
-    let wh = std::path::absolute(o.warehouse)?;
+    let wh = std::path::absolute(warehouse)?;
     let ns = sink.namespace.join(".");
     println!(
         "\nthe table is in {wh} (catalog {wh}/catalog.db, catalog name `refold`). Query it:\n\n  \
@@ -183,14 +252,12 @@ pub async fn run(o: Options<'_>) -> anyhow::Result<ExitCode> {
          c = SqlCatalog('refold', uri='sqlite:///{wh}/catalog.db', warehouse='file://{wh}'); \
          print(c.load_table('{ns}.{name}').scan().to_arrow().to_pandas())\"\n\n  \
          duckdb -c \"INSTALL iceberg; LOAD iceberg; SELECT status, count(*) FROM (SELECT json_extract_string(state, '$.status') AS status \
-         FROM iceberg_scan('$(ls -t {wh}/{nspath}/{name}/metadata/*.metadata.json | head -1)')) GROUP BY status\"\n\n\
-         done in {:.1} s",
-        started.elapsed().as_secs_f64(),
+         FROM iceberg_scan('$(ls -t {wh}/{nspath}/{name}/metadata/*.metadata.json | head -1)')) GROUP BY status\"",
         wh = wh.display(),
         name = sink.name,
         nspath = sink.namespace.join("/"),
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// FNV-1a, 64 bits: a stable hash of a record's bytes.
@@ -198,4 +265,108 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+/// Cuts records into ESM batches of `batch_size` as they come, hands each to the handler,
+/// prints what it did, and adds it up.
+struct Feed<'h> {
+    handler: &'h FoldBatch,
+    batch_size: usize,
+    bootstrap: String,
+    pending: Vec<SourceRecord>,
+    batches: usize,
+    /// The first batch, delivered again at the end (at-least-once delivery).
+    first: Option<Value>,
+    /// Records read from Kafka.
+    read: usize,
+    /// Records the handler received, not counting the repeated delivery.
+    received_once: usize,
+    total: Counts,
+    dead_letters: Vec<DeadLetter>,
+}
+
+impl<'h> Feed<'h> {
+    fn new(handler: &'h FoldBatch, batch_size: usize, bootstrap: String) -> Self {
+        Self {
+            handler,
+            batch_size,
+            bootstrap,
+            pending: Vec::new(),
+            batches: 0,
+            first: None,
+            read: 0,
+            received_once: 0,
+            total: Counts::default(),
+            dead_letters: Vec::new(),
+        }
+    }
+
+    /// Takes records read, delivers every full batch.
+    async fn push(&mut self, records: Vec<SourceRecord>) -> anyhow::Result<()> {
+        self.read += records.len();
+        self.pending.extend(records);
+        while self.pending.len() >= self.batch_size {
+            let rest = self.pending.split_off(self.batch_size);
+            let batch = std::mem::replace(&mut self.pending, rest);
+            self.deliver_new(&batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Delivers what is left, then the first batch again.
+    async fn finish(&mut self) -> anyhow::Result<()> {
+        if !self.pending.is_empty() {
+            let batch = std::mem::take(&mut self.pending);
+            self.deliver_new(&batch).await?;
+        }
+        if let Some(first) = self.first.clone() {
+            let c = self.deliver(first, "batch  1 (delivered again)").await?;
+            self.total += c;
+        }
+        Ok(())
+    }
+
+    async fn deliver_new(&mut self, records: &[SourceRecord]) -> anyhow::Result<()> {
+        let event = esm_event(records, EsmSource::SelfManaged, &self.bootstrap);
+        if self.first.is_none() {
+            self.first = Some(event.clone());
+        }
+        self.batches += 1;
+        let c = self
+            .deliver(event, &format!("batch {:>2}", self.batches))
+            .await?;
+        anyhow::ensure!(
+            c.received == records.len(),
+            "batch {} had {} records but the handler received {}",
+            self.batches,
+            records.len(),
+            c.received
+        );
+        self.received_once += c.received;
+        self.total += c;
+        Ok(())
+    }
+
+    async fn deliver(&mut self, event: Value, name: &str) -> anyhow::Result<Counts> {
+        let event = fold_batch::esm::parse_event(event)?;
+        let (response, report) = self.handler.handle_with_report(&event).await?;
+        let c = report.counts;
+        println!(
+            "{name}: {:>5} records: {:>5} folded, {:>3} filtered, {} dead-lettered, {:>5} already applied; {} keys, fold {:.1} ms, commit {:.1} ms",
+            c.received,
+            c.folded,
+            c.filtered,
+            c.dead_lettered,
+            c.already_applied,
+            report.keys,
+            report.fold_ms,
+            report.commit_ms
+        );
+        anyhow::ensure!(
+            response.batch_item_failures.is_empty(),
+            "the handler asked for a retry of {name}: {response:?}"
+        );
+        self.dead_letters.extend(report.dead_letters);
+        Ok(c)
+    }
 }

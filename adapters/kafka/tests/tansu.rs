@@ -12,9 +12,19 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use refold_kafka::{
-    EsmSource, Producer, consume_esm_batches, create_topic, envelope_key, read_topic,
-};
+use refold::envelope::Envelope;
+use refold_kafka::{EsmSource, Producer, consume_esm_batches, create_topic, read_topic};
+
+/// The pipeline's key of a line, as the core computes it (`None`: not a valid envelope).
+fn order_key(line: &[u8]) -> Option<String> {
+    Some(
+        Envelope::decode(line)
+            .ok()?
+            .key("order_id")
+            .ok()?
+            .into_owned(),
+    )
+}
 
 fn brokers() -> String {
     match std::env::var("REFOLD_KAFKA_BROKERS") {
@@ -44,7 +54,7 @@ async fn produce_then_consume_as_esm_batches() {
 
     let producer = Producer::new(&brokers).unwrap();
     let report = producer
-        .produce_jsonl(&topic, &text, |l| envelope_key(l, "order_id"))
+        .produce_jsonl(&topic, &text, order_key)
         .await
         .unwrap();
     assert_eq!(report.produced, lines.len());
@@ -83,10 +93,7 @@ async fn produce_then_consume_as_esm_batches() {
                 let value = STANDARD.decode(r["value"].as_str().unwrap()).unwrap();
                 if let Some(k) = r["key"].as_str() {
                     let k = String::from_utf8(STANDARD.decode(k).unwrap()).unwrap();
-                    assert_eq!(
-                        envelope_key(&value, "order_id").as_deref(),
-                        Some(k.as_str())
-                    );
+                    assert_eq!(order_key(&value).as_deref(), Some(k.as_str()));
                     assert_eq!(
                         *key_partition.entry(k).or_insert(p),
                         p,
@@ -156,4 +163,46 @@ async fn dead_letters_to_a_dlq_topic() {
         Some(&b"order-1"[..]),
         "keyed by the original key"
     );
+}
+
+/// A reader from a position reads the rest of the partition, then only what came since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_goes_on_from_its_position() {
+    use refold_kafka::TopicReader;
+
+    let brokers = brokers();
+    let topic = format!("refold.positions.{}", uuid::Uuid::new_v4().simple());
+    create_topic(&brokers, &topic, 1).await.unwrap();
+    let producer = Producer::new(&brokers).unwrap();
+    for i in 0..10 {
+        let value = format!("record {i}");
+        producer
+            .produce(&topic, Some(b"k"), value.as_bytes())
+            .await
+            .unwrap();
+    }
+    let reader = TopicReader::new(&brokers, &topic)
+        .unwrap()
+        .starting_at([(0, 6)]);
+    let (mut reader, rest) = tokio::task::spawn_blocking(move || {
+        let mut r = reader;
+        let got = r.read_available().unwrap();
+        (r, got)
+    })
+    .await
+    .unwrap();
+    let offsets: Vec<i64> = rest.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, vec![6, 7, 8, 9]);
+    assert_eq!(rest[0].value, b"record 6");
+    assert_eq!(reader.positions().get(&0), Some(&10));
+
+    producer
+        .produce(&topic, Some(b"k"), b"record 10")
+        .await
+        .unwrap();
+    let new = tokio::task::spawn_blocking(move || reader.read_available().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(new.len(), 1);
+    assert_eq!((new[0].offset, &new[0].value[..]), (10, &b"record 10"[..]));
 }
