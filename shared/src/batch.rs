@@ -183,7 +183,11 @@ pub fn prepare<'r>(
         let key = match envelope.key(&cp.key_field) {
             Ok(k) => k.into_owned(),
             Err(e) => {
-                poison.push(Poison::Record(record, DeadLetterKind::InvalidEnvelope, e.to_string()));
+                poison.push(Poison::Record(
+                    record,
+                    DeadLetterKind::InvalidEnvelope,
+                    e.to_string(),
+                ));
                 continue;
             }
         };

@@ -170,7 +170,11 @@ async fn a_crash_between_dead_letters_and_commit_doubles_nothing() {
     let err = p.process(batch(), vec![]).await.unwrap_err();
     assert!(err.to_string().contains("injected fault"), "{err}");
     assert!(p.table().committed_offsets().await.unwrap().is_empty());
-    assert_eq!(dead_offsets(&local).await.len(), 2, "written before the commit");
+    assert_eq!(
+        dead_offsets(&local).await.len(),
+        2,
+        "written before the commit"
+    );
 
     // Redelivered: the same dead-letter object is written again, not a second one.
     let r = p.process(batch(), vec![]).await.unwrap();
@@ -205,7 +209,10 @@ async fn fail_policy_refuses_a_batch_that_starts_past_the_committed_offset() {
     );
 
     // The source moved on past the failure (no ReportBatchItemFailures): refused, loudly.
-    let later = vec![event(5, "OrderPlaced", "o3"), event(6, "OrderConfirmed", "o3")];
+    let later = vec![
+        event(5, "OrderPlaced", "o3"),
+        event(6, "OrderConfirmed", "o3"),
+    ];
     let err = p.process(later, vec![]).await.unwrap_err();
     let msg = err.to_string();
     assert!(

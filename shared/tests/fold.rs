@@ -70,13 +70,17 @@ fn seed_fold_matches_native_fold_on_the_orders_stream() {
     let text = std::fs::read(root().join("events/orders.jsonl")).expect("events/orders.jsonl");
     let records = from_jsonl(&text, "orders");
     let star = fold_in_memory(
-        &CompiledPipeline::compile(seed_pipeline()).expect("compiles").with_key_check(KeyCheck::Off),
+        &CompiledPipeline::compile(seed_pipeline())
+            .expect("compiles")
+            .with_key_check(KeyCheck::Off),
         &records,
         1000,
     )
     .expect("folds");
     let native = fold_in_memory(
-        &CompiledPipeline::compile(native_pipeline()).expect("compiles").with_key_check(KeyCheck::Off),
+        &CompiledPipeline::compile(native_pipeline())
+            .expect("compiles")
+            .with_key_check(KeyCheck::Off),
         &records,
         1000,
     )
@@ -116,7 +120,9 @@ fn seed_fold_matches_native_fold_on_the_orders_stream() {
 
 #[test]
 fn seed_fold_semantics_follow_python() {
-    let program = CompiledPipeline::compile(seed_pipeline()).expect("compiles").with_key_check(KeyCheck::Off);
+    let program = CompiledPipeline::compile(seed_pipeline())
+        .expect("compiles")
+        .with_key_check(KeyCheck::Off);
     let _ = program;
     let fold = starlark(
         "def fold(state, event):\n    if event.type == \"OrderPlaced\":\n        return {\"status\": \"placed\", \"amount\": event.amount}\n    elif event.type == \"OrderCancelled\":\n        return {**state, \"status\": \"cancelled\"}\n    return {**state, \"status\": event.type.lower().replace(\"order\", \"\")}\n",

@@ -84,8 +84,16 @@ async fn batches_become_jsonl_objects_named_by_their_offsets() {
         .send()
         .await
         .unwrap();
-    let keys: Vec<&str> = objects.contents().iter().map(|o| o.key().unwrap()).collect();
-    assert_eq!(keys.len(), 4, "one object per batch, a rewrite replaces: {keys:?}");
+    let keys: Vec<&str> = objects
+        .contents()
+        .iter()
+        .map(|o| o.key().unwrap())
+        .collect();
+    assert_eq!(
+        keys.len(),
+        4,
+        "one object per batch, a rewrite replaces: {keys:?}"
+    );
     assert!(keys.contains(
         &"dead-letters/order-events-pipeline/order-events-pipeline-domain.orders.events-p1-o00000000000000000000-00000000000000000005.jsonl"
     ));

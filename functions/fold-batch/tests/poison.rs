@@ -138,7 +138,9 @@ async fn dead_letter_policy_sets_every_kind_aside_and_goes_on() {
         ]
     );
     assert!(
-        dead[5].reason.contains("Kafka record key `customer-7` is not the event's order_id `o1`"),
+        dead[5]
+            .reason
+            .contains("Kafka record key `customer-7` is not the event's order_id `o1`"),
         "{}",
         dead[5].reason
     );

@@ -85,7 +85,6 @@ impl DeadLetterStore for LocalDeadLetters {
     }
 }
 
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

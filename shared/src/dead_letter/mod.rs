@@ -160,7 +160,10 @@ pub fn decode_jsonl(bytes: &[u8]) -> Result<Vec<DeadLetter>> {
 /// again, harmlessly. A batch holds one partition (the engine puts per partition).
 pub fn batch_object_name(batch: &[DeadLetter]) -> Result<String> {
     let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
-        return Err(Error::new(ErrorKind::Internal, "no name for an empty dead-letter batch"));
+        return Err(Error::new(
+            ErrorKind::Internal,
+            "no name for an empty dead-letter batch",
+        ));
     };
     if let Some(d) = batch
         .iter()
@@ -338,7 +341,10 @@ mod tests {
 
     #[test]
     fn names_are_a_function_of_the_batch() {
-        let b = [sample(7, DeadLetterKind::BadJson), sample(9, DeadLetterKind::FoldError)];
+        let b = [
+            sample(7, DeadLetterKind::BadJson),
+            sample(9, DeadLetterKind::FoldError),
+        ];
         let n = batch_object_name(&b).unwrap();
         assert_eq!(
             n,
