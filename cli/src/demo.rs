@@ -1,15 +1,15 @@
 //! `refold demo`: the whole path on the embedded default, in one process.
 //!
 //! The event stream is produced into an in-process Kafka (librdkafka's mock cluster, keyed
-//! by the pipeline's key), read back and cut into Kafka ESM batches exactly as the event
-//! source mapping delivers them, and each batch goes to the fold-batch handler, the same
-//! code the Lambda runs, writing to a local warehouse. One batch is delivered twice, as
-//! at-least-once delivery does; the malformed lines of the stream are the poison records.
+//! by the pipeline's key), read back, cut into batches and handed to the batch engine
+//! (`refold::engine`, the code path the fold-batch Lambda runs), writing to a local
+//! warehouse. One batch is delivered twice, as at-least-once delivery does; the malformed
+//! lines of the stream are the poison records.
 //!
 //! The mock keeps only the newest 5 MiB of each partition, read or not, so the stream goes
 //! in windows, each read back before the next is produced. Nothing is lost silently: the
 //! reader fails when a partition's log starts past its position (beyond retention), and the
-//! demo fails unless every line was produced, read back and received by the handler.
+//! demo fails unless every line was produced, read back and received by the engine.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use fold_batch::handler::FoldBatch;
 use refold::batch::{CompiledPipeline, Counts};
 use refold::dead_letter::{DeadLetter, LocalDeadLetters};
 use refold::engine::BatchProcessor;
@@ -27,10 +26,7 @@ use refold::pipeline;
 use refold::record::SourceRecord;
 use refold::table::CatalogConfig;
 use refold_kafka::mock::MOCK_PARTITION_LOG_BYTES;
-use refold_kafka::{
-    EsmSource, MockBroker, ProduceReport, Producer, TopicReader, esm_event, jsonl_lines,
-    mock_windows,
-};
+use refold_kafka::{MockBroker, ProduceReport, Producer, TopicReader, jsonl_lines, mock_windows};
 use serde_json::Value;
 
 /// Kafka partitions of the demo topic.
@@ -62,7 +58,7 @@ pub async fn run(o: Options<'_>) -> anyhow::Result<ExitCode> {
     broker.create_topic(&topic, PARTITIONS)?;
     let key_field = cp.key_field.clone();
     let dead_letter_dir = o.warehouse.join("dead-letters");
-    let handler = open_handler(o.warehouse, &dead_letter_dir, cp).await?;
+    let engine = open_engine(o.warehouse, &dead_letter_dir, cp).await?;
 
     let lines = jsonl_lines(&text);
     println!(
@@ -73,11 +69,11 @@ pub async fn run(o: Options<'_>) -> anyhow::Result<ExitCode> {
         o.events.display(),
         MOCK_PARTITION_LOG_BYTES / (1024 * 1024)
     );
-    let mut feed = Feed::new(&handler, o.batch_size, bootstrap.clone());
+    let mut feed = Feed::new(&engine, o.batch_size);
     let produced = stream(&lines, &bootstrap, &topic, &key_field, &mut feed).await?;
     feed.finish().await?;
     report_totals(lines.len(), produced.produced, &feed)?;
-    print_view(&handler, &dead_letter_dir, &feed.dead_letters, o.warehouse).await?;
+    print_view(&engine, &dead_letter_dir, &feed.dead_letters, o.warehouse).await?;
     println!("\ndone in {:.1} s", started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
 }
@@ -97,22 +93,21 @@ fn compile(path: &Path, bootstrap: &str) -> anyhow::Result<CompiledPipeline> {
     Ok(CompiledPipeline::compile(loaded.into_pipeline()?)?)
 }
 
-/// The fold-batch handler on the local warehouse, dead letters in `dead_letter_dir`.
-async fn open_handler(
+/// The batch engine on the local warehouse, dead letters in `dead_letter_dir`.
+async fn open_engine(
     warehouse: &Path,
     dead_letter_dir: &Path,
     cp: CompiledPipeline,
-) -> anyhow::Result<FoldBatch> {
+) -> anyhow::Result<BatchProcessor> {
     std::fs::create_dir_all(warehouse)
         .with_context(|| format!("creating {}", warehouse.display()))?;
     let catalog = CatalogConfig::embedded(warehouse)?;
     let dead_letters = Arc::new(LocalDeadLetters::new(dead_letter_dir));
-    let processor = BatchProcessor::open(cp, catalog, dead_letters).await?;
-    Ok(FoldBatch::new(processor).without_metrics())
+    Ok(BatchProcessor::open(cp, catalog, dead_letters).await?)
 }
 
 /// Produces the lines window by window (the in-process broker keeps only the newest few MiB
-/// of each partition, read or not), reading each window back and feeding it to the handler
+/// of each partition, read or not), reading each window back and feeding it to the engine
 /// before producing the next.
 async fn stream(
     lines: &[&[u8]],
@@ -154,17 +149,17 @@ async fn read_back(mut reader: TopicReader) -> anyhow::Result<(TopicReader, Vec<
     Ok((reader, records))
 }
 
-/// Checks that nothing was lost between the file, Kafka and the handler, and prints the
+/// Checks that nothing was lost between the file, Kafka and the engine, and prints the
 /// totals.
 fn report_totals(lines: usize, produced: usize, feed: &Feed<'_>) -> anyhow::Result<()> {
     let total = feed.total;
     anyhow::ensure!(
         total.balanced(),
-        "the handler's counts do not account for every record: {total:?}"
+        "the engine's counts do not account for every record: {total:?}"
     );
     check_nothing_lost(lines, produced, feed.read, feed.received_once)?;
     println!(
-        "\nproduced {produced}, read back {}, received by the handler {} (then batch 1 once more)",
+        "\nproduced {produced}, read back {}, received by the engine {} (then batch 1 once more)",
         feed.read, feed.received_once
     );
     println!(
@@ -175,7 +170,7 @@ fn report_totals(lines: usize, produced: usize, feed: &Feed<'_>) -> anyhow::Resu
 }
 
 /// Every line produced, every record produced read back, every record read handed to the
-/// handler once: otherwise the demo says where records went missing, and fails.
+/// engine once: otherwise the demo says where records went missing, and fails.
 fn check_nothing_lost(
     lines: usize,
     produced: usize,
@@ -192,19 +187,19 @@ fn check_nothing_lost(
     );
     anyhow::ensure!(
         received == produced,
-        "{produced} records were produced but the handler received {received}"
+        "{produced} records were produced but the engine received {received}"
     );
     Ok(())
 }
 
 /// The view: rows per tenant and status, a few rows, the dead letters, how to query it.
 async fn print_view(
-    handler: &FoldBatch,
+    engine: &BatchProcessor,
     dead_letter_dir: &Path,
     dead_letters: &[DeadLetter],
     warehouse: &Path,
 ) -> anyhow::Result<()> {
-    let rows = handler.processor().table().current_rows(None, None).await?;
+    let rows = engine.table().current_rows(None, None).await?;
     let mut by_status: BTreeMap<(String, String), usize> = BTreeMap::new();
     for r in &rows {
         let status = r
@@ -215,7 +210,7 @@ async fn print_view(
             .to_owned();
         *by_status.entry((r.tenant_id.clone(), status)).or_default() += 1;
     }
-    let pipeline = &handler.processor().pipeline().pipeline;
+    let pipeline = &engine.pipeline().pipeline;
     let sink = &pipeline.sink_of(pipeline.transformation()).table;
     println!("\nthe view {sink}: {} rows", rows.len());
     println!("  {:<16} {:<10} {:>6}", "tenant_id", "status", "rows");
@@ -267,30 +262,28 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// Cuts records into ESM batches of `batch_size` as they come, hands each to the handler,
-/// prints what it did, and adds it up.
-struct Feed<'h> {
-    handler: &'h FoldBatch,
+/// Cuts records into batches of `batch_size` as they come, hands each to the engine, prints
+/// what it did, and adds it up.
+struct Feed<'e> {
+    engine: &'e BatchProcessor,
     batch_size: usize,
-    bootstrap: String,
     pending: Vec<SourceRecord>,
     batches: usize,
     /// The first batch, delivered again at the end (at-least-once delivery).
-    first: Option<Value>,
+    first: Option<Vec<SourceRecord>>,
     /// Records read from Kafka.
     read: usize,
-    /// Records the handler received, not counting the repeated delivery.
+    /// Records the engine received, not counting the repeated delivery.
     received_once: usize,
     total: Counts,
     dead_letters: Vec<DeadLetter>,
 }
 
-impl<'h> Feed<'h> {
-    fn new(handler: &'h FoldBatch, batch_size: usize, bootstrap: String) -> Self {
+impl<'e> Feed<'e> {
+    fn new(engine: &'e BatchProcessor, batch_size: usize) -> Self {
         Self {
-            handler,
+            engine,
             batch_size,
-            bootstrap,
             pending: Vec::new(),
             batches: 0,
             first: None,
@@ -308,7 +301,7 @@ impl<'h> Feed<'h> {
         while self.pending.len() >= self.batch_size {
             let rest = self.pending.split_off(self.batch_size);
             let batch = std::mem::replace(&mut self.pending, rest);
-            self.deliver_new(&batch).await?;
+            self.deliver_new(batch).await?;
         }
         Ok(())
     }
@@ -317,29 +310,26 @@ impl<'h> Feed<'h> {
     async fn finish(&mut self) -> anyhow::Result<()> {
         if !self.pending.is_empty() {
             let batch = std::mem::take(&mut self.pending);
-            self.deliver_new(&batch).await?;
+            self.deliver_new(batch).await?;
         }
-        if let Some(first) = self.first.clone() {
+        if let Some(first) = self.first.take() {
             let c = self.deliver(first, "batch  1 (delivered again)").await?;
             self.total += c;
         }
         Ok(())
     }
 
-    async fn deliver_new(&mut self, records: &[SourceRecord]) -> anyhow::Result<()> {
-        let event = esm_event(records, EsmSource::SelfManaged, &self.bootstrap);
+    async fn deliver_new(&mut self, records: Vec<SourceRecord>) -> anyhow::Result<()> {
         if self.first.is_none() {
-            self.first = Some(event.clone());
+            self.first = Some(records.clone());
         }
         self.batches += 1;
-        let c = self
-            .deliver(event, &format!("batch {:>2}", self.batches))
-            .await?;
+        let n = records.len();
+        let name = format!("batch {:>2}", self.batches);
+        let c = self.deliver(records, &name).await?;
         anyhow::ensure!(
-            c.received == records.len(),
-            "batch {} had {} records but the handler received {}",
-            self.batches,
-            records.len(),
+            c.received == n,
+            "{name} had {n} records but the engine received {}",
             c.received
         );
         self.received_once += c.received;
@@ -347,9 +337,8 @@ impl<'h> Feed<'h> {
         Ok(())
     }
 
-    async fn deliver(&mut self, event: Value, name: &str) -> anyhow::Result<Counts> {
-        let event = fold_batch::esm::parse_event(event)?;
-        let (response, report) = self.handler.handle_with_report(&event).await?;
+    async fn deliver(&mut self, records: Vec<SourceRecord>, name: &str) -> anyhow::Result<Counts> {
+        let report = self.engine.process(records, Vec::new()).await?;
         let c = report.counts;
         println!(
             "{name}: {:>5} records: {:>5} folded, {:>3} filtered, {} dead-lettered, {:>5} already applied; {} keys, fold {:.1} ms, commit {:.1} ms",
@@ -363,8 +352,9 @@ impl<'h> Feed<'h> {
             report.commit_ms
         );
         anyhow::ensure!(
-            response.batch_item_failures.is_empty(),
-            "the handler asked for a retry of {name}: {response:?}"
+            report.failed_at.is_empty(),
+            "the engine asked for {name} to be delivered again from {:?} (partition: offset)",
+            report.failed_at
         );
         self.dead_letters.extend(report.dead_letters);
         Ok(c)

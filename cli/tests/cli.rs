@@ -633,7 +633,7 @@ fn demo_folds_every_line_of_a_100000_line_stream() {
     );
     assert!(
         out.contains(&format!(
-            "produced {LINES}, read back {LINES}, received by the handler {LINES}"
+            "produced {LINES}, read back {LINES}, received by the engine {LINES}"
         )),
         "{out}"
     );
