@@ -111,7 +111,9 @@ pub fn assert_matches_oracle<'a>(
     oracle::assert_rows_eq(&comparable(rows), &want.rows, what);
 }
 
-/// POSTs `body` to a URL with curl; (HTTP status, response body).
+/// POSTs `body` to a URL with curl; (HTTP status, response body). Waits up to 15 minutes:
+/// under `cargo lambda watch` a function's first invoke runs `cargo run`, which waits for
+/// every other build holding the target directory's lock.
 pub fn http_post(url: &str, body: &Path) -> (u16, String) {
     let out = std::process::Command::new("curl")
         .args([
@@ -121,7 +123,7 @@ pub fn http_post(url: &str, body: &Path) -> (u16, String) {
             "-H",
             "Content-Type: application/json",
             "--max-time",
-            "300",
+            "900",
         ])
         .arg("--data-binary")
         .arg(format!("@{}", body.display()))
