@@ -105,8 +105,9 @@ up() {
           | sed 's/^REFOLD_/REFOLD_LAMBDA_/' >>"$env.tmp" || true
         local extra=()
         [ -f "$envfile" ] && extra+=(--env-file "$envfile")
-        # Build first (a no-op when fresh) so the first invoke does not wait for cargo.
-        (cd "$ROOT" && cargo build --release -q ${REFOLD_LAMBDA_PACKAGES:--p fold-batch}) \
+        # Build first (a no-op when fresh) so the first invoke does not wait for cargo:
+        # every function crate, unless REFOLD_LAMBDA_PACKAGES names some.
+        (cd "$ROOT" && cargo build --release -q ${REFOLD_LAMBDA_PACKAGES:--p fold-batch -p snapshot-compactor}) \
           || die "cargo build failed"
         start lambda "$DIR/lambda.log" bash -c "cd '$ROOT' && exec cargo lambda watch --release \
           --ignore-changes --invoke-address 127.0.0.1 --invoke-port $lp \

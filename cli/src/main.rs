@@ -1,5 +1,8 @@
-//! `refold`: validate a pipeline, fold events in memory, read a state table, run the demo.
+//! `refold`: validate a pipeline, fold events in memory, read a state table (now or as it
+//! was), maintain it (compact, checkpoints), run the demo.
 
+mod checkpoints;
+mod compact;
 mod demo;
 mod fold;
 mod state;
@@ -38,7 +41,7 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         batch_size: usize,
     },
-    /// Print the current rows of a pipeline's state table.
+    /// Print the rows of a pipeline's state table: now, or as of a checkpoint or time.
     State {
         pipeline: PathBuf,
         /// The warehouse folder (embedded default: catalog.db and the tables in it).
@@ -50,6 +53,33 @@ enum Command {
         /// Only this tenant.
         #[arg(long)]
         tenant: Option<String>,
+        /// The table as it was: a checkpoint name, or an RFC 3339 time (the newest kept
+        /// snapshot at or before it).
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// One maintenance pass over a pipeline's state table (what the snapshot-compactor
+    /// Lambda does on its schedule): merge manifests, compact partitions past a threshold,
+    /// take a checkpoint when due, expire snapshots, delete orphan files.
+    Compact {
+        pipeline: PathBuf,
+        #[arg(long, default_value = "warehouse")]
+        warehouse: PathBuf,
+        /// Take a checkpoint now, whatever the interval.
+        #[arg(long)]
+        now: bool,
+        /// Print the pass's report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the checkpoints of a pipeline's state table: name, time, snapshot, offsets.
+    Checkpoints {
+        pipeline: PathBuf,
+        #[arg(long, default_value = "warehouse")]
+        warehouse: PathBuf,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
     },
     /// The whole path locally: events into an in-process Kafka, Kafka ESM batches through
     /// the fold-batch handler, into a local Iceberg warehouse; then the view.
@@ -81,7 +111,26 @@ async fn main() -> ExitCode {
             warehouse,
             key,
             tenant,
-        } => state::run(&pipeline, &warehouse, key.as_deref(), tenant.as_deref()).await,
+            as_of,
+        } => {
+            let q = state::Query {
+                key: key.as_deref(),
+                tenant: tenant.as_deref(),
+                as_of: as_of.as_deref(),
+            };
+            state::run(&pipeline, &warehouse, q).await
+        }
+        Command::Compact {
+            pipeline,
+            warehouse,
+            now,
+            json,
+        } => compact::run(&pipeline, &warehouse, now, json).await,
+        Command::Checkpoints {
+            pipeline,
+            warehouse,
+            json,
+        } => checkpoints::run(&pipeline, &warehouse, json).await,
         Command::Demo {
             pipeline,
             events,

@@ -3,11 +3,12 @@
 //! baseline measured in the same process (serde_json into an owned `Value`), because
 //! these machines are noisy and absolute figures drift.
 //!
-//! Envelope decoding is measured against maintained parsers on the same corpus in the same
-//! run: whole-document trees (refold's `json::parse`, `simd-json`'s `BorrowedValue`,
-//! `sonic-rs`'s `Value`) and typed borrowed envelopes (serde_json, sonic-rs and simd-json
-//! into a `#[derive(Deserialize)]` struct of `Cow<str>` fields, `data` left raw or parsed),
-//! each with the checks `Envelope::decode` makes. serde_json is built here with
+//! Envelope decoding (`Envelope::decode`: refold's nesting pre-check, sonic-rs's `Value`,
+//! the field checks) is measured against maintained parsers on the same corpus in the same
+//! run: whole-document trees (sonic-rs's `Value` alone, `simd-json`'s `BorrowedValue`) and
+//! typed borrowed envelopes (serde_json, sonic-rs and simd-json into a
+//! `#[derive(Deserialize)]` struct of `Cow<str>` fields, `data` left raw or parsed), each
+//! with the checks `Envelope::decode` makes. serde_json is built here with
 //! `arbitrary_precision` (starlark turns it on), which slows its `Value`, not typed
 //! deserialization. sonic-rs uses its SIMD paths on x86_64 only when built with AVX2 and
 //! PCLMULQDQ (`-C target-cpu=...`); NEON is always on for aarch64 (the Lambda target).
@@ -16,7 +17,6 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -24,10 +24,9 @@ use std::time::{Duration, Instant};
 use refold::envelope::{Envelope, MAX_ID_BYTES, parse_rfc3339_us};
 use refold::fold::native::OrderFold;
 use refold::fold::{Fold, FoldProgram, KeyEvents};
-use refold::json::{self, Json};
+use refold::json;
 use refold::pipeline::{self, FoldSource};
 use serde::Deserialize;
-use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use sonic_rs::JsonValueTrait;
 
 /// Runs `f` (which processes `per_call` events) repeatedly for about `budget`; the median of
@@ -64,6 +63,8 @@ struct Typed<'a, D> {
     timestamp: Cow<'a, str>,
     version: i64,
     data: D,
+    /// Parsed (and so checked), never read.
+    #[allow(dead_code)]
     metadata: Option<D>,
 }
 
@@ -118,6 +119,22 @@ fn main() {
         }
     });
     let parsers = json_parsers(budget, &lines);
+    // What a batch reads of each envelope (filter, key, group, last event).
+    let decoded: Vec<Envelope> = lines
+        .iter()
+        .map(|l| Envelope::decode(l).expect("valid"))
+        .collect();
+    let reads = rate(budget, n, || {
+        for e in &decoded {
+            black_box((
+                e.event_type(),
+                e.key("order_id").expect("key"),
+                e.tenant_id(),
+                e.event_id(),
+                e.timestamp_us(),
+            ));
+        }
+    });
 
     // Fold inputs: the stream grouped by (tenant, key) as a batch would be.
     let envelopes: Vec<Envelope> = lines
@@ -127,7 +144,7 @@ fn main() {
     let mut groups: BTreeMap<(String, String), Vec<&Envelope>> = BTreeMap::new();
     for e in &envelopes {
         groups
-            .entry((e.tenant_id.to_string(), e.entity_id.to_string()))
+            .entry((e.tenant_id().to_owned(), e.entity_id().to_owned()))
             .or_default()
             .push(e);
     }
@@ -186,7 +203,13 @@ fn main() {
         baseline / 1e6,
         1.0
     );
-    row("envelope decode + validate (borrowed)", decode, 1.0e6);
+    row("envelope decode + validate", decode, 1.0e6);
+    println!(
+        "{:<44} {:>8.2} M events/s  {:>6.2}x baseline",
+        "envelope reads (type, key, tenant, id, time)",
+        reads / 1e6,
+        reads / baseline
+    );
     println!("JSON parsers on the same envelopes (whole document, then typed + validated):");
     // Each group's first row is refold's own.
     let mut refold_rate = 0.0;
@@ -225,14 +248,30 @@ fn json_parsers(budget: Duration, lines: &[&[u8]]) -> Vec<(&'static str, f64)> {
     let mut buf: Vec<u8> = Vec::new();
     let mut out = Vec::new();
     let is_object = |t: &str| t.starts_with('{');
-    let seed = JsonSeed { depth: 0 };
 
     // Whole documents into a tree a fold can read.
     out.push((
-        "tree: refold json::parse -> Json (borrowed)",
+        "tree: refold json::parse (bound, sonic-rs Value, -0 check)",
         rate(budget, n, || {
             for l in lines {
                 black_box(json::parse(l).expect("json"));
+            }
+        }),
+    ));
+    out.push((
+        "tree: sonic-rs from_slice -> sonic_rs::Value",
+        rate(budget, n, || {
+            for l in lines {
+                black_box(sonic_rs::from_slice::<sonic_rs::Value>(l).expect("json"));
+            }
+        }),
+    ));
+    out.push((
+        "tree: sonic-rs depth pre-scan + sonic_rs::Value",
+        rate(budget, n, || {
+            for l in lines {
+                assert!(json::nesting_within(l, json::MAX_DEPTH));
+                black_box(sonic_rs::from_slice::<sonic_rs::Value>(l).expect("json"));
             }
         }),
     ));
@@ -260,61 +299,24 @@ fn json_parsers(budget: Duration, lines: &[&[u8]]) -> Vec<(&'static str, f64)> {
             }
         }),
     ));
+
+    // Envelopes, validated like Envelope::decode.
     out.push((
-        "tree: simd-json serde -> refold Json (visitor, copy)",
+        "envelope: refold Envelope::decode (sonic-rs Value, data parsed)",
         rate(budget, n, || {
             for l in lines {
-                buf.clear();
-                buf.extend_from_slice(l);
-                let mut de = simd_json::Deserializer::from_slice(&mut buf).expect("json");
-                black_box(seed.deserialize(&mut de).expect("json"));
+                black_box(Envelope::decode(l).expect("valid"));
             }
         }),
     ));
     out.push((
-        "tree: sonic-rs from_slice -> sonic_rs::Value",
-        rate(budget, n, || {
-            for l in lines {
-                black_box(sonic_rs::from_slice::<sonic_rs::Value>(l).expect("json"));
-            }
-        }),
-    ));
-    out.push((
-        "tree: sonic-rs depth pre-scan + sonic_rs::Value",
-        rate(budget, n, || {
-            for l in lines {
-                assert!(json::nesting_within(l, json::MAX_DEPTH));
-                black_box(sonic_rs::from_slice::<sonic_rs::Value>(l).expect("json"));
-            }
-        }),
-    ));
-    out.push((
-        "tree: sonic-rs pre-scan + Value -> refold Json (copied)",
+        "envelope: sonic-rs pre-scan + Value, fields found + validated",
         rate(budget, n, || {
             for l in lines {
                 assert!(json::nesting_within(l, json::MAX_DEPTH));
                 let v: sonic_rs::Value = sonic_rs::from_slice(l).expect("json");
-                black_box(from_sonic(&v));
-            }
-        }),
-    ));
-    out.push((
-        "tree: sonic-rs serde -> refold Json (visitor, borrowed)",
-        rate(budget, n, || {
-            for l in lines {
-                let mut de = sonic_rs::Deserializer::from_slice(l);
-                black_box(seed.deserialize(&mut de).expect("json"));
-                de.end().expect("one value");
-            }
-        }),
-    ));
-
-    // Envelopes, validated like Envelope::decode.
-    out.push((
-        "envelope: refold Envelope::decode (data parsed)",
-        rate(budget, n, || {
-            for l in lines {
-                black_box(Envelope::decode(l).expect("valid"));
+                black_box(sonic_envelope(&v).expect("valid"));
+                black_box(&v);
             }
         }),
     ));
@@ -326,21 +328,6 @@ fn json_parsers(budget: Duration, lines: &[&[u8]]) -> Vec<(&'static str, f64)> {
                     serde_json::from_slice(l).expect("json");
                 black_box(e.validate(is_object(e.data.get())).expect("valid"));
                 black_box(&e);
-            }
-        }),
-    ));
-    out.push((
-        "envelope: serde_json typed borrowed, data &RawValue -> refold Json",
-        rate(budget, n, || {
-            for l in lines {
-                let e: Typed<&serde_json::value::RawValue> =
-                    serde_json::from_slice(l).expect("json");
-                let data = json::parse(e.data.get().as_bytes()).expect("json");
-                let metadata = e
-                    .metadata
-                    .map(|m| json::parse(m.get().as_bytes()).expect("json"));
-                black_box(e.validate(matches!(data, Json::Object(_))).expect("valid"));
-                black_box((&e, data, metadata));
             }
         }),
     ));
@@ -362,17 +349,6 @@ fn json_parsers(budget: Duration, lines: &[&[u8]]) -> Vec<(&'static str, f64)> {
                 let e: Typed<sonic_rs::Value> = sonic_rs::from_slice(l).expect("json");
                 black_box(e.validate(e.data.is_object()).expect("valid"));
                 black_box(&e);
-            }
-        }),
-    ));
-    out.push((
-        "envelope: sonic-rs pre-scan + Value, fields found + validated",
-        rate(budget, n, || {
-            for l in lines {
-                assert!(json::nesting_within(l, json::MAX_DEPTH));
-                let v: sonic_rs::Value = sonic_rs::from_slice(l).expect("json");
-                black_box(sonic_envelope(&v).expect("valid"));
-                black_box(&v);
             }
         }),
     ));
@@ -435,128 +411,4 @@ fn sonic_envelope(v: &sonic_rs::Value) -> Option<i64> {
     (version_ok && data?.is_object() && metadata_ok)
         .then(|| parse_rfc3339_us(timestamp?.as_str()?).ok())
         .flatten()
-}
-
-/// refold's `Json` from a sonic-rs value (strings copied: a sonic-rs value owns them).
-/// Duplicate keys stay, in order; `Json::get` sees the last one (sonic-rs' own `get` sees
-/// the first).
-fn from_sonic(v: &sonic_rs::Value) -> Json<'static> {
-    use sonic_rs::JsonContainerTrait;
-    if let Some(b) = v.as_bool() {
-        Json::Bool(b)
-    } else if let Some(i) = v.as_i64() {
-        Json::Int(i)
-    } else if let Some(f) = v.as_f64() {
-        Json::Float(f)
-    } else if let Some(s) = v.as_str() {
-        Json::Str(Cow::Owned(s.to_owned()))
-    } else if let Some(items) = v.as_array() {
-        Json::Array(items.iter().map(from_sonic).collect())
-    } else if let Some(fields) = v.as_object() {
-        Json::Object(
-            fields
-                .iter()
-                .map(|(k, v)| (Cow::Owned(k.to_owned()), from_sonic(v)))
-                .collect(),
-        )
-    } else {
-        Json::Null
-    }
-}
-
-/// Builds refold's `Json` from a serde deserializer (sonic-rs, simd-json), borrowing the
-/// strings it lends, with `json::parse`'s nesting bound. (Not for serde_json as built here:
-/// `arbitrary_precision` hands numbers over as a map.)
-#[derive(Clone, Copy)]
-struct JsonSeed {
-    depth: usize,
-}
-
-impl JsonSeed {
-    fn nested<E: serde::de::Error>(self) -> Result<Self, E> {
-        if self.depth >= json::MAX_DEPTH {
-            return Err(E::custom("nested too deep"));
-        }
-        Ok(Self {
-            depth: self.depth + 1,
-        })
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for JsonSeed {
-    type Value = Json<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Json<'de>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for JsonSeed {
-    type Value = Json<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_unit<E>(self) -> Result<Json<'de>, E> {
-        Ok(Json::Null)
-    }
-    fn visit_bool<E>(self, b: bool) -> Result<Json<'de>, E> {
-        Ok(Json::Bool(b))
-    }
-    fn visit_i64<E>(self, i: i64) -> Result<Json<'de>, E> {
-        Ok(Json::Int(i))
-    }
-    fn visit_u64<E>(self, u: u64) -> Result<Json<'de>, E> {
-        Ok(i64::try_from(u).map_or(Json::Float(u as f64), Json::Int))
-    }
-    fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<Json<'de>, E> {
-        if f.is_finite() {
-            Ok(Json::Float(f))
-        } else {
-            Err(E::custom("number out of range"))
-        }
-    }
-    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Json<'de>, E> {
-        Ok(Json::Str(Cow::Borrowed(s)))
-    }
-    fn visit_str<E>(self, s: &str) -> Result<Json<'de>, E> {
-        Ok(Json::Str(Cow::Owned(s.to_owned())))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
-        let inner = self.nested()?;
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(v) = seq.next_element_seed(inner)? {
-            items.push(v);
-        }
-        Ok(Json::Array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
-        let inner = self.nested()?;
-        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
-        while let Some(k) = map.next_key_seed(KeySeed)? {
-            fields.push((k, map.next_value_seed(inner)?));
-        }
-        Ok(Json::Object(fields))
-    }
-}
-
-/// An object key, borrowed when the deserializer lends it.
-struct KeySeed;
-
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Cow<'de, str>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed {
-    type Value = Cow<'de, str>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Cow<'de, str>, E> {
-        Ok(Cow::Borrowed(s))
-    }
-    fn visit_str<E>(self, s: &str) -> Result<Cow<'de, str>, E> {
-        Ok(Cow::Owned(s.to_owned()))
-    }
 }

@@ -98,7 +98,7 @@ type GroupId<'r> = (Cow<'r, str>, Cow<'r, str>);
 /// One decoded record, kept with the record it came from.
 struct Item<'r> {
     record: &'r SourceRecord,
-    envelope: Envelope<'r>,
+    envelope: Envelope,
 }
 
 /// A record set aside before folding: it did not decode, or broke the keying rule.
@@ -176,7 +176,7 @@ pub fn prepare<'r>(
                 continue;
             }
         };
-        if !cp.accepts(&envelope.event_type) {
+        if !cp.accepts(envelope.event_type()) {
             filtered += 1;
             continue;
         }
@@ -195,7 +195,7 @@ pub fn prepare<'r>(
             poison.push(Poison::Record(record, DeadLetterKind::KeyMismatch, reason));
             continue;
         }
-        let tenant = envelope.tenant_id.clone();
+        let tenant = Cow::Owned(envelope.tenant_id().to_owned());
         groups
             .entry((tenant, Cow::Owned(key)))
             .or_default()
@@ -418,7 +418,7 @@ impl Prepared<'_> {
                     FoldErrorKind::Raised | FoldErrorKind::BadReturn => DeadLetterKind::FoldError,
                 };
                 let item = items[*i];
-                let reason = format!("event `{}`: fold failed: {e}", item.envelope.event_id);
+                let reason = format!("event `{}`: fold failed: {e}", item.envelope.event_id());
                 poison.push((
                     item.record.partition,
                     item.record.offset,
@@ -499,8 +499,8 @@ fn new_row(
         state,
         source_partition: last.record.partition,
         last_offset: last.record.offset,
-        last_event_id: last.envelope.event_id.to_string(),
-        last_event_time_us: last.envelope.timestamp_us,
+        last_event_id: last.envelope.event_id().to_owned(),
+        last_event_time_us: last.envelope.timestamp_us(),
         events_folded: prior.map_or(0, |p| p.events_folded) + applied.len() as i64,
     }
 }

@@ -1,12 +1,15 @@
 //! The event envelope (`seed/event-envelope.json`): decoding and validation.
 //!
-//! Decoding is the hot path of every batch, so an envelope borrows its strings from the
-//! record's bytes (see [`crate::json`]). Each rejection names the field and the reason.
+//! Decoding is the hot path of every batch: an envelope is the sonic-rs `Value` of the
+//! record (see [`crate::json`]), checked once and read through accessors. Each rejection
+//! names the field and the reason.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::json::Json;
+use sonic_rs::{JsonContainerTrait, JsonValueTrait};
+
+use crate::json::{self, Json, Value};
 
 /// Envelopes larger than this are rejected before parsing (Kafka's default
 /// `message.max.bytes` is about 1 MB; a bigger record is not an event we can fold).
@@ -27,24 +30,70 @@ pub const FIELDS: [&str; 9] = [
     "metadata",
 ];
 
+const EVENT_ID: usize = 0;
+const EVENT_TYPE: usize = 1;
+const ENTITY_TYPE: usize = 2;
+const ENTITY_ID: usize = 3;
+const TENANT_ID: usize = 4;
+const TIMESTAMP: usize = 5;
+const VERSION: usize = 6;
+const DATA: usize = 7;
+const METADATA: usize = 8;
+
+/// The index in [`FIELDS`] of an envelope field's name.
+#[inline]
+fn field_index(name: &str) -> Option<usize> {
+    Some(match name {
+        "event_id" => EVENT_ID,
+        "event_type" => EVENT_TYPE,
+        "entity_type" => ENTITY_TYPE,
+        "entity_id" => ENTITY_ID,
+        "tenant_id" => TENANT_ID,
+        "timestamp" => TIMESTAMP,
+        "version" => VERSION,
+        "data" => DATA,
+        "metadata" => METADATA,
+        _ => return None,
+    })
+}
+
+/// The string fields, in the order of [`FIELDS`] (their indexes are `0..IDS`).
+const IDS: usize = 6;
+
+/// The string fields, one after the other: in the envelope itself when they fit (the usual
+/// case, UUIDs included), else in an allocation of their own. They are read for every
+/// event (filter, grouping, `event.type`), so in the envelope they cost no cache miss of
+/// their own: the Starlark fold would be ~5% slower with them in a separate allocation.
+#[derive(Debug, Clone)]
+enum Ids {
+    Inline(arrayvec::ArrayString<INLINE_IDS>),
+    Heap(Box<str>),
+}
+
+const INLINE_IDS: usize = 160;
+
+/// `null`, for reads of what an envelope does not have.
+static NULL: Value = Value::new();
+
 /// A validated event envelope. Every field the seed shows is required except `metadata`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Envelope<'a> {
-    pub event_id: Cow<'a, str>,
-    pub event_type: Cow<'a, str>,
-    pub entity_type: Cow<'a, str>,
-    pub entity_id: Cow<'a, str>,
-    pub tenant_id: Cow<'a, str>,
-    /// The timestamp as written (RFC 3339).
-    pub timestamp: Cow<'a, str>,
-    /// The timestamp in microseconds since the Unix epoch, UTC.
-    pub timestamp_us: i64,
-    /// Schema version of the event, a positive integer.
-    pub version: i64,
-    /// The event's payload; always a JSON object.
-    pub data: Json<'a>,
-    /// Optional object of producer metadata.
-    pub metadata: Option<Json<'a>>,
+///
+/// It owns what it holds (no borrow of the record): the record's parsed document (a
+/// sonic-rs `Value`), a handle on its `data`, and the string fields copied out of it, so
+/// that reading them is a slice of the envelope: a sonic-rs document finds a field by
+/// walking its fields, about 10 ns each.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// `event_id`, `event_type`, `entity_type`, `entity_id`, `tenant_id`, `timestamp`,
+    /// one after the other; `ends[i]` is where the `i`th ends.
+    ids: Ids,
+    ends: [u32; IDS],
+    timestamp_us: i64,
+    version: i64,
+    /// The record's parsed document, an object (read for `metadata`, which is seldom).
+    doc: Value,
+    /// `data`, always an object: a handle on its part of `doc` (sonic-rs counts the
+    /// document's references).
+    data: Value,
 }
 
 /// Why an envelope was rejected: the field (if one is to blame) and the reason.
@@ -85,47 +134,133 @@ impl fmt::Display for EnvelopeError {
 
 impl std::error::Error for EnvelopeError {}
 
-impl<'a> Envelope<'a> {
+impl Envelope {
     /// Decodes and validates one envelope from a record's bytes.
-    pub fn decode(bytes: &'a [u8]) -> Result<Self, EnvelopeError> {
+    pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
         if bytes.len() > MAX_ENVELOPE_BYTES {
             return Err(EnvelopeError::whole(format!(
                 "envelope is {} bytes, more than the limit of {MAX_ENVELOPE_BYTES} bytes",
                 bytes.len()
             )));
         }
-        let value = crate::json::parse(bytes).map_err(|e| {
+        let doc = json::parse(bytes).map_err(|e| {
             let (line, column) = line_column(bytes, e.offset);
             EnvelopeError::whole(format!(
                 "{NOT_JSON}{} (line {line}, column {column})",
                 e.message
             ))
         })?;
-        let Json::Object(fields) = value else {
+        let Some(fields) = doc.as_object() else {
             return Err(EnvelopeError::whole(format!(
                 "not an event envelope: expected a JSON object, got {}",
-                describe(&value)
+                describe(Json::of(&doc))
             )));
         };
-        let mut raw = Raw::default();
-        for (key, v) in fields {
+        let mut found: [Option<&Value>; 9] = [None; 9];
+        let mut duplicate = None;
+        for (key, v) in fields.iter() {
             // Unknown fields are ignored so that producers can add fields without breaking
             // consumers.
-            if let Some(i) = FIELDS.iter().position(|f| *f == key)
-                && raw.fields[i].replace(v).is_some()
-                && raw.duplicate.is_none()
+            if let Some(i) = field_index(key)
+                && found[i].replace(v).is_some()
+                && duplicate.is_none()
             {
-                raw.duplicate = Some(FIELDS[i]);
+                duplicate = Some(FIELDS[i]);
             }
         }
-        raw.validate()
+        let (ids, timestamp_us, version) = match (duplicate, checked(&found)) {
+            (None, Some(ok)) => ok,
+            // The same checks again, to say which field fails and why.
+            _ => validate(&found, duplicate)?,
+        };
+        let total: usize = ids.iter().map(|s| s.len()).sum();
+        let mut end = 0;
+        let ends = ids.map(|s| {
+            end += s.len();
+            // No more than MAX_ENVELOPE_BYTES in all.
+            u32::try_from(end).unwrap_or(u32::MAX)
+        });
+        let ids = if total <= INLINE_IDS {
+            let mut buffer = arrayvec::ArrayString::new();
+            for s in ids {
+                buffer.push_str(s);
+            }
+            Ids::Inline(buffer)
+        } else {
+            Ids::Heap(ids.concat().into_boxed_str())
+        };
+        Ok(Envelope {
+            ids,
+            ends,
+            timestamp_us,
+            version,
+            data: found[DATA].cloned().unwrap_or_default(),
+            doc,
+        })
+    }
+
+    /// String field `i` of [`FIELDS`].
+    #[inline]
+    fn string(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        let ids: &str = match &self.ids {
+            Ids::Inline(s) => s,
+            Ids::Heap(s) => s,
+        };
+        ids.get(start..self.ends[i] as usize).unwrap_or_default()
+    }
+
+    pub fn event_id(&self) -> &str {
+        self.string(EVENT_ID)
+    }
+
+    pub fn event_type(&self) -> &str {
+        self.string(EVENT_TYPE)
+    }
+
+    pub fn entity_type(&self) -> &str {
+        self.string(ENTITY_TYPE)
+    }
+
+    pub fn entity_id(&self) -> &str {
+        self.string(ENTITY_ID)
+    }
+
+    pub fn tenant_id(&self) -> &str {
+        self.string(TENANT_ID)
+    }
+
+    /// The timestamp as written (RFC 3339).
+    pub fn timestamp(&self) -> &str {
+        self.string(TIMESTAMP)
+    }
+
+    /// The timestamp in microseconds since the Unix epoch, UTC.
+    pub fn timestamp_us(&self) -> i64 {
+        self.timestamp_us
+    }
+
+    /// Schema version of the event, a positive integer.
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    /// The event's payload; always a JSON object.
+    pub fn data(&self) -> &Value {
+        &self.data
+    }
+
+    /// The optional object of producer metadata (`None` when missing or null).
+    pub fn metadata(&self) -> Option<&Value> {
+        // Written once (decode rejects a field written twice).
+        json::get(&self.doc, "metadata").filter(|m| m.is_object())
     }
 
     /// The entity key under `key_field`: `data.<key_field>` when present (a string, or an
     /// integer written as decimal), else `entity_id`.
     pub fn key(&self, key_field: &str) -> Result<Cow<'_, str>, EnvelopeError> {
-        match self.data.get(key_field) {
-            None | Some(Json::Null) => Ok(Cow::Borrowed(&self.entity_id)),
+        match json::get(self.data(), key_field).map(Json::of) {
+            None | Some(Json::Null) => Ok(Cow::Borrowed(self.entity_id())),
             Some(Json::Str(s)) if !s.is_empty() => Ok(Cow::Borrowed(s)),
             Some(Json::Int(i)) => Ok(Cow::Owned(i.to_string())),
             Some(other) => Err(EnvelopeError::field(
@@ -139,48 +274,31 @@ impl<'a> Envelope<'a> {
     }
 
     /// Looks an attribute up the way a fold sees `event.<name>`: `type` is `event_type`,
-    /// then the envelope's own fields, then the fields of `data`.
-    pub fn attr(&self, name: &str) -> Option<Attr<'_, 'a>> {
+    /// then the envelope's own fields, then the fields of `data` (a key written twice
+    /// reads as its last occurrence).
+    pub fn attr(&self, name: &str) -> Option<Attr<'_>> {
         Some(match name {
-            "type" | "event_type" => Attr::Str(&self.event_type),
-            "event_id" => Attr::Str(&self.event_id),
-            "entity_type" => Attr::Str(&self.entity_type),
-            "entity_id" => Attr::Str(&self.entity_id),
-            "tenant_id" => Attr::Str(&self.tenant_id),
-            "timestamp" => Attr::Str(&self.timestamp),
+            "type" | "event_type" => Attr::Str(self.event_type()),
+            "event_id" => Attr::Str(self.event_id()),
+            "entity_type" => Attr::Str(self.entity_type()),
+            "entity_id" => Attr::Str(self.entity_id()),
+            "tenant_id" => Attr::Str(self.tenant_id()),
+            "timestamp" => Attr::Str(self.timestamp()),
             "version" => Attr::Int(self.version),
-            "data" => Attr::Json(&self.data),
-            "metadata" => match &self.metadata {
-                Some(m) => Attr::Json(m),
-                None => Attr::Json(&Json::Null),
-            },
-            _ => Attr::Json(self.data.get(name)?),
+            "data" => Attr::Json(self.data()),
+            "metadata" => Attr::Json(self.metadata().unwrap_or(&NULL)),
+            _ => Attr::Json(json::get(self.data(), name)?),
         })
-    }
-
-    /// Detaches the envelope from the record's bytes.
-    pub fn into_owned(self) -> Envelope<'static> {
-        Envelope {
-            event_id: Cow::Owned(self.event_id.into_owned()),
-            event_type: Cow::Owned(self.event_type.into_owned()),
-            entity_type: Cow::Owned(self.entity_type.into_owned()),
-            entity_id: Cow::Owned(self.entity_id.into_owned()),
-            tenant_id: Cow::Owned(self.tenant_id.into_owned()),
-            timestamp: Cow::Owned(self.timestamp.into_owned()),
-            timestamp_us: self.timestamp_us,
-            version: self.version,
-            data: self.data.into_owned(),
-            metadata: self.metadata.map(Json::into_owned),
-        }
     }
 }
 
 /// An attribute of an event as the fold sees it.
 #[derive(Debug, Clone, Copy)]
-pub enum Attr<'e, 'a> {
+pub enum Attr<'e> {
     Str(&'e str),
     Int(i64),
-    Json(&'e Json<'a>),
+    /// A JSON value; read it with [`Json::of`].
+    Json(&'e Value),
 }
 
 const NOT_JSON: &str = "not valid JSON: ";
@@ -200,8 +318,8 @@ fn line_column(bytes: &[u8], offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-fn describe(v: &Json<'_>) -> String {
-    let text = v.to_string();
+fn describe(v: Json<'_>) -> String {
+    let text = v.to_value().to_string();
     if text.len() > 40 {
         format!(
             "{} {}…",
@@ -213,99 +331,98 @@ fn describe(v: &Json<'_>) -> String {
     }
 }
 
-/// The envelope's fields as found, before validation.
-#[derive(Default)]
-struct Raw<'a> {
-    fields: [Option<Json<'a>>; 9],
-    duplicate: Option<&'static str>,
+/// The checks of [`validate`] without the reasons: the fast path of a valid envelope.
+#[inline]
+fn checked<'v>(found: &[Option<&'v Value>; 9]) -> Option<([&'v str; IDS], i64, i64)> {
+    let id = |i: usize| {
+        found[i]?
+            .as_str()
+            .filter(|s| !s.is_empty() && s.len() <= MAX_ID_BYTES)
+    };
+    let ids = [
+        id(EVENT_ID)?,
+        id(EVENT_TYPE)?,
+        id(ENTITY_TYPE)?,
+        id(ENTITY_ID)?,
+        id(TENANT_ID)?,
+        id(TIMESTAMP)?,
+    ];
+    let version = found[VERSION]?.as_i64().filter(|v| *v >= 1)?;
+    let objects =
+        found[DATA]?.is_object() && found[METADATA].is_none_or(|m| m.is_null() || m.is_object());
+    let timestamp_us = parse_rfc3339_us(ids[TIMESTAMP]).ok()?;
+    objects.then_some((ids, timestamp_us, version))
 }
 
-impl<'a> Raw<'a> {
-    fn validate(self) -> Result<Envelope<'a>, EnvelopeError> {
-        if let Some(field) = self.duplicate {
-            return Err(EnvelopeError::field(field, "appears more than once"));
-        }
-        let [
-            event_id,
-            event_type,
-            entity_type,
-            entity_id,
-            tenant_id,
-            timestamp,
-            version,
-            data,
-            metadata,
-        ] = self.fields;
-        let missing: Vec<&str> = [
-            (&event_id, "event_id"),
-            (&event_type, "event_type"),
-            (&entity_type, "entity_type"),
-            (&entity_id, "entity_id"),
-            (&tenant_id, "tenant_id"),
-            (&timestamp, "timestamp"),
-            (&version, "version"),
-            (&data, "data"),
-        ]
-        .into_iter()
-        .filter(|(v, _)| v.is_none())
-        .map(|(_, name)| name)
-        .collect();
-        match missing.as_slice() {
-            [] => {}
-            [one] => return Err(EnvelopeError::field(one, "is required but missing")),
-            many => {
-                return Err(EnvelopeError::whole(format!(
-                    "required fields missing: {}",
-                    many.join(", ")
-                )));
-            }
-        }
-        let timestamp = id_string("timestamp", timestamp)?;
-        let timestamp_us = parse_rfc3339_us(&timestamp)
-            .map_err(|reason| EnvelopeError::field("timestamp", reason))?;
-        let version = match version {
-            Some(Json::Int(v)) if v >= 1 => v,
-            Some(other) => {
-                return Err(EnvelopeError::field(
-                    "version",
-                    format!("must be a positive integer, got {}", describe(&other)),
-                ));
-            }
-            None => unreachable_missing("version")?,
-        };
-        let data = match data {
-            Some(d @ Json::Object(_)) => d,
-            Some(other) => {
-                return Err(EnvelopeError::field(
-                    "data",
-                    format!("must be an object, got {}", describe(&other)),
-                ));
-            }
-            None => unreachable_missing("data")?,
-        };
-        let metadata = match metadata {
-            None | Some(Json::Null) => None,
-            Some(m @ Json::Object(_)) => Some(m),
-            Some(other) => {
-                return Err(EnvelopeError::field(
-                    "metadata",
-                    format!("must be an object when present, got {}", describe(&other)),
-                ));
-            }
-        };
-        Ok(Envelope {
-            event_id: id_string("event_id", event_id)?,
-            event_type: id_string("event_type", event_type)?,
-            entity_type: id_string("entity_type", entity_type)?,
-            entity_id: id_string("entity_id", entity_id)?,
-            tenant_id: id_string("tenant_id", tenant_id)?,
-            timestamp,
-            timestamp_us,
-            version,
-            data,
-            metadata,
-        })
+/// Checks the envelope's fields as found (`found[i]` is field `i` of [`FIELDS`]); the
+/// string fields, the timestamp in microseconds and the version.
+fn validate<'v>(
+    found: &[Option<&'v Value>; 9],
+    duplicate: Option<&'static str>,
+) -> Result<([&'v str; IDS], i64, i64), EnvelopeError> {
+    if let Some(field) = duplicate {
+        return Err(EnvelopeError::field(field, "appears more than once"));
     }
+    let missing: Vec<&str> = FIELDS[..METADATA]
+        .iter()
+        .zip(found)
+        .filter(|(_, v)| v.is_none())
+        .map(|(name, _)| *name)
+        .collect();
+    match missing.as_slice() {
+        [] => {}
+        [one] => return Err(EnvelopeError::field(one, "is required but missing")),
+        many => {
+            return Err(EnvelopeError::whole(format!(
+                "required fields missing: {}",
+                many.join(", ")
+            )));
+        }
+    }
+    let timestamp = id_string(TIMESTAMP, found[TIMESTAMP])?;
+    let timestamp_us =
+        parse_rfc3339_us(timestamp).map_err(|reason| EnvelopeError::field("timestamp", reason))?;
+    let version = match found[VERSION].map(Json::of) {
+        Some(Json::Int(v)) if v >= 1 => v,
+        Some(other) => {
+            return Err(EnvelopeError::field(
+                "version",
+                format!("must be a positive integer, got {}", describe(other)),
+            ));
+        }
+        None => unreachable_missing("version")?,
+    };
+    match found[DATA] {
+        Some(d) if d.is_object() => {}
+        Some(other) => {
+            return Err(EnvelopeError::field(
+                "data",
+                format!("must be an object, got {}", describe(Json::of(other))),
+            ));
+        }
+        None => unreachable_missing("data")?,
+    }
+    match found[METADATA] {
+        Some(m) if !(m.is_null() || m.is_object()) => {
+            return Err(EnvelopeError::field(
+                "metadata",
+                format!(
+                    "must be an object when present, got {}",
+                    describe(Json::of(m))
+                ),
+            ));
+        }
+        _ => {}
+    }
+    let ids = [
+        id_string(EVENT_ID, found[EVENT_ID])?,
+        id_string(EVENT_TYPE, found[EVENT_TYPE])?,
+        id_string(ENTITY_TYPE, found[ENTITY_TYPE])?,
+        id_string(ENTITY_ID, found[ENTITY_ID])?,
+        id_string(TENANT_ID, found[TENANT_ID])?,
+        timestamp,
+    ];
+    Ok((ids, timestamp_us, version))
 }
 
 /// Missing fields were reported above; reaching this is a bug, reported as an error rather
@@ -317,9 +434,11 @@ fn unreachable_missing<T>(field: &str) -> Result<T, EnvelopeError> {
     ))
 }
 
-fn id_string<'a>(field: &str, v: Option<Json<'a>>) -> Result<Cow<'a, str>, EnvelopeError> {
-    match v {
-        Some(Json::Str(s)) if s.is_empty() => Err(EnvelopeError::field(
+/// Field `i` of [`FIELDS`] as an identifier-like string.
+fn id_string(i: usize, v: Option<&Value>) -> Result<&str, EnvelopeError> {
+    let field = FIELDS[i];
+    match v.map(Json::of) {
+        Some(Json::Str("")) => Err(EnvelopeError::field(
             field,
             "must be a non-empty string, got an empty string",
         )),
@@ -333,7 +452,7 @@ fn id_string<'a>(field: &str, v: Option<Json<'a>>) -> Result<Cow<'a, str>, Envel
         Some(Json::Str(s)) => Ok(s),
         Some(other) => Err(EnvelopeError::field(
             field,
-            format!("must be a string, got {}", describe(&other)),
+            format!("must be a string, got {}", describe(other)),
         )),
         None => unreachable_missing(field),
     }
@@ -381,17 +500,45 @@ mod tests {
     #[test]
     fn seed_envelope_decodes() {
         let e = Envelope::decode(SEED.as_bytes()).expect("seed decodes");
-        assert_eq!(e.event_type, "OrderPlaced");
-        assert_eq!(e.version, 1);
-        assert_eq!(e.timestamp_us, 1_770_892_200_000_000);
+        assert_eq!(e.event_id(), "evt-abc-123");
+        assert_eq!(e.event_type(), "OrderPlaced");
+        assert_eq!(e.entity_type(), "Order");
+        assert_eq!(e.entity_id(), "order-456");
+        assert_eq!(e.tenant_id(), "tenant-789");
+        assert_eq!(e.timestamp(), "2026-02-12T10:30:00Z");
+        assert_eq!(e.version(), 1);
+        assert_eq!(e.timestamp_us(), 1_770_892_200_000_000);
         assert_eq!(e.key("order_id").expect("key"), "order-456");
-        assert!(matches!(e.attr("amount"), Some(Attr::Json(Json::Float(f))) if *f == 99.99));
-        assert!(matches!(e.attr("type"), Some(Attr::Str("OrderPlaced"))));
-        assert!(e.attr("nope").is_none());
         assert!(
-            matches!(e.event_id, Cow::Borrowed(_)),
-            "strings borrow from the record"
+            matches!(e.attr("amount"), Some(Attr::Json(j)) if matches!(Json::of(j), Json::Float(f) if f == 99.99))
         );
+        assert!(matches!(e.attr("type"), Some(Attr::Str("OrderPlaced"))));
+        assert!(matches!(e.attr("version"), Some(Attr::Int(1))));
+        assert!(e.attr("nope").is_none());
+        assert_eq!(
+            json::to_text(e.metadata().expect("metadata")),
+            r#"{"correlation_id":"req-xyz","source":"order-service"}"#
+        );
+        assert_eq!(json::kind(e.data()), "object");
+        // Fields in another order, unknown ones among them, and no metadata.
+        let text = r#"{"x": 1, "data": {"k": "v", "k": "w"}, "version": 2, "timestamp": "2026-02-12T10:30:00.5+01:00",
+            "tenant_id": "t", "entity_id": "e", "entity_type": "E", "event_type": "T", "event_id": "i"}"#;
+        let e = Envelope::decode(text.as_bytes()).expect("valid");
+        assert_eq!(
+            (
+                e.event_id(),
+                e.event_type(),
+                e.entity_type(),
+                e.entity_id(),
+                e.tenant_id()
+            ),
+            ("i", "T", "E", "e", "t")
+        );
+        assert_eq!((e.version(), e.timestamp_us()), (2, 1_770_888_600_500_000));
+        assert!(e.metadata().is_none());
+        assert!(matches!(e.attr("metadata"), Some(Attr::Json(m)) if m.is_null()));
+        assert!(matches!(e.attr("k"), Some(Attr::Json(v)) if v.as_str() == Some("w")));
+        assert_eq!(e.key("k").expect("key"), "w", "the last occurrence");
     }
 
     #[test]
@@ -454,6 +601,63 @@ mod tests {
         assert_eq!(
             reject(&dup).to_string(),
             "field `version`: appears more than once"
+        );
+    }
+
+    #[test]
+    fn nesting_is_bounded_and_negative_zero_reads_as_in_python() {
+        let nested = |n: usize| {
+            with(
+                "data",
+                &format!("{{\"a\": {}1{}}}", "[".repeat(n), "]".repeat(n)),
+            )
+        };
+        // The envelope and `data` are two of the 64 levels.
+        assert!(Envelope::decode(nested(62).as_bytes()).is_ok());
+        let e = reject(&nested(63));
+        assert!(
+            e.is_bad_json() && e.reason.contains("nested deeper than 64"),
+            "{e}"
+        );
+        // sonic-rs alone would overflow the stack on this (a 100 KB record).
+        let deep = SEED.replacen(
+            r#"{"customer_id""#,
+            &format!("{{\"a\": {}, \"customer_id\"", "[".repeat(50_000)),
+            1,
+        );
+        let e = reject(&deep);
+        assert!(e.is_bad_json() && e.reason.contains("nested deeper"), "{e}");
+        let text = with(
+            "data",
+            r#"{"order_id": -0, "amount": -0.0, "n": -0e3, "s": "-0"}"#,
+        );
+        let e = Envelope::decode(text.as_bytes()).expect("valid");
+        assert_eq!(e.key("order_id").expect("key"), "0");
+        assert_eq!(
+            json::to_text(e.data()),
+            r#"{"amount":-0.0,"n":-0.0,"order_id":0,"s":"-0"}"#
+        );
+    }
+
+    #[test]
+    fn long_string_fields_are_kept_whole() {
+        let long = "x".repeat(MAX_ID_BYTES);
+        let text = with("event_id", &format!("\"{long}\""));
+        let text = text.replace(
+            "\"tenant-789\"",
+            &format!("\"{}\"", "t".repeat(MAX_ID_BYTES)),
+        );
+        let e = Envelope::decode(text.as_bytes()).expect("valid");
+        assert_eq!(e.event_id(), long);
+        assert_eq!(e.tenant_id(), "t".repeat(MAX_ID_BYTES));
+        assert_eq!(
+            (e.event_type(), e.entity_id()),
+            ("OrderPlaced", "order-456")
+        );
+        let e = reject(&with("entity_id", &format!("\"{long}y\"")));
+        assert_eq!(
+            e.to_string(),
+            "field `entity_id`: is 1025 bytes long, more than the limit of 1024"
         );
     }
 

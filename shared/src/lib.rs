@@ -5,7 +5,9 @@
 //! `dead_letter` are ports with real and in-memory adapters. See ARCHITECTURE.md.
 
 pub mod batch;
+pub mod compactor;
 pub mod dead_letter;
+pub mod emf;
 pub mod engine;
 pub mod envelope;
 pub mod error;

@@ -118,6 +118,48 @@ fn seed_fold_matches_native_fold_on_the_orders_stream() {
     assert_eq!(statuses, want.iter().map(|s| (*s).to_owned()).collect());
 }
 
+/// Numbers and duplicate keys of `data` reach a fold as Python's json reads them (and so the
+/// CPython oracle, `tests/py/seed_fold.py`): `-0` is the integer 0, `-0.0` the float -0.0,
+/// a key written twice has its last value; the Starlark and the native fold store the same
+/// bytes.
+#[test]
+fn event_numbers_and_duplicate_keys_read_as_in_python() {
+    let pipeline = seed_pipeline();
+    let t = pipeline.transformation();
+    let star = FoldProgram::compile(&t.fold, &t.limits).expect("compiles");
+    let native = FoldProgram::compile(
+        &FoldSource::Native {
+            name: "order".to_owned(),
+        },
+        &t.limits,
+    )
+    .expect("native");
+    for (data, amount) in [
+        (r#"{"amount": -0}"#, "0"),
+        (r#"{"amount": -0.0}"#, "-0.0"),
+        (r#"{"amount": -0e3}"#, "-0.0"),
+        (r#"{"amount": 0.0}"#, "0.0"),
+        (r#"{"amount": 2.50}"#, "2.5"),
+        (r#"{"amount": 1e2}"#, "100.0"),
+        (r#"{"amount": 1, "amount": -0}"#, "0"),
+        (r#"{"amount": "-0", "note": "a-0.0 -0"}"#, r#""-0""#),
+        (r#"{"amount": 9223372036854775807}"#, "9223372036854775807"),
+        (r#"{"amount": [-0, {"x": -0.0}]}"#, r#"[0,{"x":-0.0}]"#),
+    ] {
+        let line = format!(
+            r#"{{"event_id": "e", "event_type": "OrderPlaced", "entity_type": "Order",
+                "entity_id": "o", "tenant_id": "t", "timestamp": "2026-02-12T10:30:00Z",
+                "version": 1, "data": {data}}}"#
+        );
+        let want = format!(r#"{{"amount":{amount},"status":"placed"}}"#);
+        for (name, program) in [("starlark", &star), ("native", &native)] {
+            let r = fold_one_key(program, None, std::slice::from_ref(&line));
+            let state = serde_json::to_string(&r.state.expect("state")).expect("json");
+            assert_eq!(state, want, "{name}: {data}");
+        }
+    }
+}
+
 #[test]
 fn seed_fold_semantics_follow_python() {
     let program = CompiledPipeline::compile(seed_pipeline())

@@ -1,16 +1,20 @@
-//! Differential test of `refold::json` against serde_json (as built here, with
-//! `arbitrary_precision`, which starlark turns on).
+//! Differential test of refold's JSON decoding (`refold::json::parse`, sonic-rs with
+//! refold's bounds, and `Envelope::decode` on top of it) against serde_json (as built
+//! here, with `arbitrary_precision`, which starlark turns on).
 //!
 //! Random JSON documents (nested objects and arrays, every escape including `\u` surrogate
-//! pairs, integers, big and precise numbers, exponents, duplicate keys, whitespace) and
-//! near-JSON garbage made from them: refold's parser accepts exactly what serde_json
-//! accepts, `to_value` equals serde_json's `Value`, and in every object `get(k)` and
-//! `to_value()[k]` agree with serde_json's `[k]` (the last occurrence of a duplicate key).
+//! pairs, integers, big and precise numbers, negative zeros, exponents, duplicate keys,
+//! whitespace) and near-JSON garbage made from them: refold accepts exactly what serde_json
+//! accepts, `json::to_value` equals serde_json's `Value`, and in every object
+//! `json::get(k)` and `to_value()[k]` agree with serde_json's `[k]` (the last occurrence
+//! of a duplicate key). Each document that is an object is also decoded as the `data` of
+//! an envelope: decoding succeeds exactly then, and `event.<k>` (`Envelope::attr`) and
+//! `key(k)` see what serde_json sees.
 //!
 //! Intentional differences, each with its own test below:
-//! - numbers: `Json` holds an `i64` or an `f64`, so values are compared by number, not by
-//!   text (serde_json keeps `2.50` as written, `to_value` writes `2.5`); an integer beyond
-//!   `i64` is an `f64`.
+//! - numbers: refold reads an `i64` or an `f64` (`Json::Int`, `Json::Float`), so values are
+//!   compared by number, not by text (serde_json keeps `2.50` as written, `to_value` writes
+//!   `2.5`); an integer beyond `i64` is an `f64`.
 //! - a number beyond the range of `f64` (`1e400`) is rejected ("number out of range"), as
 //!   serde_json does without `arbitrary_precision`; with it, serde_json keeps the text.
 //! - nesting: more than `MAX_DEPTH` (64) arrays and objects are rejected; serde_json allows
@@ -18,6 +22,7 @@
 
 use proptest::prelude::*;
 use proptest::sample::Index;
+use refold::envelope::{Attr, Envelope};
 use refold::json::{self, Json, MAX_DEPTH};
 use serde_json::{Number, Value};
 
@@ -25,7 +30,7 @@ use serde_json::{Number, Value};
 // Comparison
 // ---------------------------------------------------------------------------------------
 
-/// `v` with every number as `Json` holds it: an `i64` when its text is an integer that
+/// `v` with every number as refold reads it: an `i64` when its text is an integer that
 /// fits, else the nearest `f64` (a string marker when there is none: out of range).
 fn norm(v: &Value) -> Value {
     match v {
@@ -45,8 +50,8 @@ fn norm(v: &Value) -> Value {
 }
 
 /// How many arrays and objects nest in `v`.
-fn depth(v: &Json<'_>) -> usize {
-    match v {
+fn depth(v: &json::Value) -> usize {
+    match Json::of(v) {
         Json::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
         Json::Object(fields) => 1 + fields.iter().map(|(_, v)| depth(v)).max().unwrap_or(0),
         _ => 0,
@@ -73,26 +78,24 @@ fn out_of_range(v: &Value) -> bool {
 
 /// Every object in `mine`: for each of its keys, `get(k)`, `to_value()[k]` and serde_json's
 /// `[k]` agree; then the same below.
-fn check_lookups(mine: &Json<'_>, theirs: &Value) -> Result<(), TestCaseError> {
-    match (mine, theirs) {
+fn check_lookups(mine: &json::Value, theirs: &Value) -> Result<(), TestCaseError> {
+    match (Json::of(mine), theirs) {
         (Json::Object(fields), Value::Object(map)) => {
-            let as_value = mine.to_value();
+            let as_value = json::to_value(mine);
             prop_assert_eq!(fields.len() >= map.len(), true);
-            for (k, _) in fields {
-                let got = mine.get(k);
+            for (k, _) in fields.iter() {
+                let got = json::get(mine, k);
                 prop_assert!(got.is_some(), "get({:?}) is None", k);
                 let got = got.expect("checked");
-                let want = &map[k.as_ref()];
-                prop_assert_eq!(norm(&got.to_value()), norm(want), "get({:?})", k);
-                prop_assert_eq!(
-                    norm(&as_value[k.as_ref()]),
-                    norm(want),
-                    "to_value()[{:?}]",
-                    k
-                );
+                let want = &map[k];
+                prop_assert_eq!(norm(&json::to_value(got)), norm(want), "get({:?})", k);
+                prop_assert_eq!(norm(&as_value[k]), norm(want), "to_value()[{:?}]", k);
                 check_lookups(got, want)?;
             }
-            prop_assert!(mine.get("\u{1}absent").is_none(), "found an absent key");
+            prop_assert!(
+                json::get(mine, "\u{1}absent").is_none(),
+                "found an absent key"
+            );
             Ok(())
         }
         (Json::Array(items), Value::Array(theirs)) => {
@@ -102,11 +105,79 @@ fn check_lookups(mine: &Json<'_>, theirs: &Value) -> Result<(), TestCaseError> {
             }
             Ok(())
         }
-        (m, _) => {
-            prop_assert!(m.get("a").is_none());
+        _ => {
+            prop_assert!(json::get(mine, "a").is_none());
             Ok(())
         }
     }
+}
+
+/// A valid envelope around `data` (raw JSON text).
+fn envelope_with_data(data: &[u8]) -> Vec<u8> {
+    let mut text =
+        br#"{"event_id": "e-1", "event_type": "T", "entity_type": "E", "entity_id": "id-1",
+        "tenant_id": "t", "timestamp": "2026-02-12T10:30:00Z", "version": 1, "data": "#
+            .to_vec();
+    text.extend_from_slice(data);
+    text.push(b'}');
+    text
+}
+
+/// `data` (the bytes of an object serde_json accepted, its `Value`) through
+/// `Envelope::decode`: accepted unless too deep or out of range, and every `event.<k>`
+/// reads what serde_json reads.
+fn check_envelope(
+    bytes: &[u8],
+    theirs: &serde_json::Map<String, Value>,
+) -> Result<(), TestCaseError> {
+    let text = envelope_with_data(bytes);
+    let decoded = Envelope::decode(&text);
+    let as_value = Value::Object(theirs.clone());
+    if depth_of_value(&as_value) + 1 > MAX_DEPTH || out_of_range(&as_value) {
+        let e = decoded.err();
+        prop_assert!(e.as_ref().is_some_and(|e| e.is_bad_json()), "{:?}", e);
+        return Ok(());
+    }
+    let e = match decoded {
+        Ok(e) => e,
+        Err(e) => return Err(TestCaseError::fail(format!("envelope rejected: {e}"))),
+    };
+    prop_assert_eq!(norm(&json::to_value(e.data())), norm(&as_value));
+    let own = [
+        "type",
+        "event_id",
+        "event_type",
+        "entity_type",
+        "entity_id",
+        "tenant_id",
+        "timestamp",
+        "version",
+        "data",
+        "metadata",
+    ];
+    for (k, want) in theirs {
+        if own.contains(&k.as_str()) {
+            continue;
+        }
+        let got = match e.attr(k) {
+            Some(Attr::Json(v)) => json::to_value(v),
+            other => return Err(TestCaseError::fail(format!("attr({k:?}) = {other:?}"))),
+        };
+        prop_assert_eq!(norm(&got), norm(want), "attr({:?})", k);
+        match (e.key(k), norm(want)) {
+            (Ok(key), Value::String(s)) if !s.is_empty() => {
+                prop_assert_eq!(key.as_ref(), s.as_str())
+            }
+            (Ok(key), Value::Number(n)) if n.is_i64() => {
+                prop_assert_eq!(key.as_ref(), n.to_string())
+            }
+            (Ok(key), Value::Null) => prop_assert_eq!(key.as_ref(), "id-1"),
+            (Err(err), _) => prop_assert_eq!(err.field, Some(format!("data.{k}"))),
+            (Ok(key), other) => prop_assert!(false, "key({:?}) = {:?} for {:?}", k, key, other),
+        }
+    }
+    prop_assert!(e.attr("\u{1}absent").is_none(), "found an absent attribute");
+    Ok(())
 }
 
 /// The differential check on one input.
@@ -116,8 +187,8 @@ fn agree(bytes: &[u8]) -> Result<(), TestCaseError> {
     let text = String::from_utf8_lossy(bytes);
     match (mine, theirs) {
         (Ok(mine), Ok(theirs)) => {
-            prop_assert_eq!(norm(&mine.to_value()), norm(&theirs), "{}", text);
-            // The nesting pre-check for other parsers is exact on JSON.
+            prop_assert_eq!(norm(&json::to_value(&mine)), norm(&theirs), "{}", text);
+            // The nesting pre-check is exact on JSON.
             let d = depth(&mine);
             prop_assert!(json::nesting_within(bytes, d), "depth {} in {}", d, text);
             prop_assert!(
@@ -127,18 +198,19 @@ fn agree(bytes: &[u8]) -> Result<(), TestCaseError> {
                 text
             );
             check_lookups(&mine, &theirs)?;
-            // Display writes JSON that parses back to the same value.
-            let shown = mine.to_string();
+            // The JSON text of a value parses back to the same value.
+            let shown = json::to_text(&mine);
             let again = json::parse(shown.as_bytes());
             prop_assert!(again.is_ok(), "{} does not parse back", shown);
             prop_assert_eq!(
-                norm(&again.expect("checked").to_value()),
+                norm(&json::to_value(&again.expect("checked"))),
                 norm(&theirs),
                 "{}",
                 shown
             );
-            // Owned and borrowed values are equal.
-            prop_assert_eq!(mine.clone().into_owned(), mine);
+            if let Value::Object(map) = &theirs {
+                check_envelope(bytes, map)?;
+            }
         }
         (Err(e), Err(_)) => {
             prop_assert!(e.offset <= bytes.len(), "{:?} points past the input", e);
@@ -169,10 +241,10 @@ fn agree(bytes: &[u8]) -> Result<(), TestCaseError> {
         (Ok(mine), Err(e)) => {
             prop_assert!(
                 false,
-                "refold accepts what serde_json rejects ({}): {:?} -> {:?}",
+                "refold accepts what serde_json rejects ({}): {:?} -> {}",
                 e,
                 text,
-                mine
+                json::to_text(&mine)
             );
         }
     }
@@ -401,7 +473,11 @@ proptest! {
         agree(text.as_bytes())?;
         let v = json::parse(text.as_bytes()).expect("valid");
         let last_a = fields.iter().rev().find(|(k, _)| *k < 2).map(|(_, v)| i64::from(*v));
-        prop_assert_eq!(v.get("a").cloned(), last_a.map(Json::Int));
+        let got = json::get(&v, "a").map(|a| match Json::of(a) {
+            Json::Int(i) => i,
+            other => panic!("{other:?}"),
+        });
+        prop_assert_eq!(got, last_a);
     }
 }
 
@@ -419,26 +495,35 @@ fn numbers_beyond_f64_are_rejected() {
         assert!(out_of_range(&theirs), "{text}");
     }
     // Tiny numbers round to zero, as in serde_json without arbitrary_precision.
-    assert_eq!(json::parse(b"1e-400").expect("valid"), Json::Float(0.0));
-    assert_eq!(
-        json::parse(b"1.7976931348623157e308").expect("valid"),
-        Json::Float(f64::MAX)
-    );
+    let float = |text: &[u8]| match Json::of(&json::parse(text).expect("valid")) {
+        Json::Float(f) => f,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(float(b"1e-400").to_bits(), 0.0f64.to_bits());
+    assert_eq!(float(b"-1e-400").to_bits(), (-0.0f64).to_bits());
+    assert_eq!(float(b"1.7976931348623157e308"), f64::MAX);
 }
 
 #[test]
 fn numbers_compare_by_value_not_text() {
-    let mine = json::parse(b"[2.50, 1E2, 18446744073709551615]").expect("valid");
+    let mine = json::parse(b"[2.50, 1E2, 18446744073709551615, 7]").expect("valid");
+    let Json::Array(items) = Json::of(&mine) else {
+        panic!("an array")
+    };
+    let items: Vec<String> = items.iter().map(|v| format!("{:?}", Json::of(v))).collect();
     assert_eq!(
-        mine,
-        Json::Array(vec![
-            Json::Float(2.5),
-            Json::Float(100.0),
-            Json::Float(1.844_674_407_370_955_2e19)
-        ])
+        items,
+        [
+            "Float(2.5)",
+            "Float(100.0)",
+            "Float(1.8446744073709552e19)",
+            "Int(7)"
+        ]
     );
-    let shown = mine.to_string();
-    assert_eq!(json::parse(shown.as_bytes()).expect(&shown), mine);
+    let shown = json::to_text(&mine);
+    assert_eq!(shown, "[2.5,100.0,1.8446744073709552e+19,7]");
+    let again = json::parse(shown.as_bytes()).expect(&shown);
+    assert_eq!(json::to_value(&again), json::to_value(&mine));
 }
 
 #[test]
@@ -477,8 +562,38 @@ fn nesting_is_bounded_at_max_depth() {
 }
 
 #[test]
+fn negative_zero_reads_as_in_serde_json() {
+    // sonic-rs 0.5.10 reads every spelling of negative zero as +0.0; refold corrects it:
+    // `-0` is the integer 0, the others the float -0.0 (as serde_json and Python read them).
+    for (text, want) in [
+        ("-0", "0"),
+        ("-0.0", "-0.0"),
+        ("-0e5", "-0.0"),
+        ("-0.000E-3", "-0.0"),
+        ("-0.0e-0", "-0.0"),
+        ("0.0", "0.0"),
+        ("-0.5", "-0.5"),
+        (
+            r#"[-0,-0.0,"-0","a:-0.0",{"-0":-0}]"#,
+            r#"[0,-0.0,"-0","a:-0.0",{"-0":0}]"#,
+        ),
+        (" -0 ", "0"),
+        ("[\"\\\"-0\", -0.0]", "[\"\\\"-0\",-0.0]"),
+    ] {
+        let mine = json::parse(text.as_bytes()).expect(text);
+        assert_eq!(json::to_text(&mine), want, "{text}");
+        let theirs: Value = serde_json::from_str(text).expect(text);
+        assert_eq!(norm(&json::to_value(&mine)), norm(&theirs), "{text}");
+    }
+}
+
+#[test]
 fn named_cases_agree() {
     for text in [
+        "-0",
+        "-0.0",
+        "[-0]",
+        "{\"a\":-0e1,\"b\":\"x-0 \"}",
         r#"{"a":1,"a":2}"#,
         r#"{"a":1,"\u0061":{"b":[]},"a":3,"b":null}"#,
         r#""\ud83d\ude00\uD83D\uDE00""#,

@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use refold::pipeline::{
-    ColumnType, Engine, ErrorPolicy, FoldLimits, FoldSource, Format, Loaded, Problem, Severity,
-    SinkMode, SnapshotPolicy, SnapshotStore, StartOffset, TableName, load, parse,
+    ColumnType, CompactionPolicy, Engine, ErrorPolicy, FoldLimits, FoldSource, Format, Loaded,
+    Problem, Severity, SinkMode, SnapshotPolicy, SnapshotStore, StartOffset, TableName, load,
+    parse,
 };
 
 const FILE: &str = "order-events-pipeline.yaml";
@@ -219,9 +220,12 @@ fn seed_values_are_read_as_written() {
         SnapshotPolicy {
             interval_ms: 3_600_000,
             max_snapshots: 24,
-            store: SnapshotStore::Iceberg
+            store: SnapshotStore::Iceberg,
+            keep_recent_ms: 3_600_000,
+            orphan_grace_ms: 86_400_000,
         }
     );
+    assert_eq!(p.compaction, CompactionPolicy::default());
 
     assert_eq!(p.source_of(t).name, "order_events");
     assert_eq!(p.sink_of(t).name, "order_view");
@@ -932,7 +936,8 @@ fn snapshots_section_is_read_and_checked() {
         SnapshotPolicy {
             interval_ms: 7_200_000,
             max_snapshots: 48,
-            store: SnapshotStore::Iceberg
+            store: SnapshotStore::Iceberg,
+            ..SnapshotPolicy::default()
         }
     );
 
@@ -951,6 +956,57 @@ fn snapshots_section_is_read_and_checked() {
         "snapshots.store",
         46,
         "unknown snapshot store `s3` (known: iceberg)",
+    );
+}
+
+#[test]
+fn snapshot_retention_and_compaction_are_read_and_checked() {
+    let mut text = seed();
+    text.push_str(
+        "snapshots:\n  keep_recent: 30m\n  orphan_grace: 3d\ncompaction:\n  delete_files: 4\n  \
+         small_files: 3\n  small_file_bytes: 1_000\n  deleted_rows_percent: 35\n  \
+         target_file_bytes: 2_000\n  manifests: 16\n",
+    );
+    let p = parse_text(&text).pipeline.expect("loads");
+    assert_eq!(p.snapshots.keep_recent_ms, 1_800_000);
+    assert_eq!(p.snapshots.orphan_grace_ms, 3 * 86_400_000);
+    assert_eq!(p.snapshots.interval_ms, 3_600_000, "defaults stay");
+    assert_eq!(
+        p.compaction,
+        CompactionPolicy {
+            delete_files: 4,
+            small_files: 3,
+            small_file_bytes: 1_000,
+            deleted_rows_percent: 35,
+            target_file_bytes: 2_000,
+            manifests: 16,
+        }
+    );
+
+    let mut text = seed();
+    text.push_str(
+        "snapshots:\n  orphan_grace: 10m\ncompaction:\n  delete_files: 0\n  \
+         deleted_rows_percent: 101\n  small_file_bytes: 3000\n  target_file_bytes: 2000\n",
+    );
+    let loaded = parse_text(&text);
+    assert_error(&loaded, "snapshots.orphan_grace", 44, "must be at least 1h");
+    assert_error(
+        &loaded,
+        "compaction.delete_files",
+        46,
+        "must be greater than 0",
+    );
+    assert_error(
+        &loaded,
+        "compaction.deleted_rows_percent",
+        47,
+        "a percentage: 1 to 100",
+    );
+    assert_error(
+        &loaded,
+        "compaction.small_file_bytes",
+        48,
+        "3000 is larger than target_file_bytes 2000",
     );
 }
 

@@ -101,7 +101,7 @@ fn records(lines: &[&[u8]], a: &Args) -> Vec<SourceRecord> {
                 partition,
                 offset: *offset,
                 timestamp_ms: Some(envelope.map_or(BASE_TIMESTAMP_MS + i as i64, |e| {
-                    e.timestamp_us.div_euclid(1000)
+                    e.timestamp_us().div_euclid(1000)
                 })),
                 key,
                 value: line.to_vec(),

@@ -1,8 +1,9 @@
-//! Per-batch metrics as one CloudWatch embedded metric format (EMF) line on stdout: Lambda
-//! ships stdout to CloudWatch Logs, which extracts the metrics (no API call, no agent).
+//! Per-batch metrics as one CloudWatch embedded metric format (EMF) line on stdout, written
+//! with refold's shared EMF helper (`refold::emf`).
 
+use refold::emf::EmfLine;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// What one invocation did.
 #[derive(Debug, Default, Clone, PartialEq, Serialize)]
@@ -25,70 +26,36 @@ pub struct BatchMetrics {
     pub lag_ms: Option<i64>,
 }
 
-pub const NAMESPACE: &str = "refold";
+pub use refold::emf::NAMESPACE;
 
 impl BatchMetrics {
+    fn line(&self) -> EmfLine {
+        let mut l = EmfLine::new([("pipeline", self.pipeline.as_str())]);
+        l.count("events", self.events)
+            .count("keys", self.keys)
+            .count("folded", self.folded)
+            .count("filtered", self.filtered)
+            .count("dead_letters", self.dead_letters)
+            .count("skipped", self.skipped)
+            .count("already_applied", self.already_applied)
+            .count("deferred", self.deferred)
+            .millis("decode_ms", self.decode_ms)
+            .millis("fold_ms", self.fold_ms)
+            .millis("commit_ms", self.commit_ms);
+        if let Some(lag) = self.lag_ms {
+            l.millis("lag_ms", lag as f64);
+        }
+        l
+    }
+
     /// The EMF document: metrics under namespace `refold`, dimension `pipeline`.
     pub fn emf(&self, now_ms: i64) -> Value {
-        let counts = [
-            ("events", self.events),
-            ("keys", self.keys),
-            ("folded", self.folded),
-            ("filtered", self.filtered),
-            ("dead_letters", self.dead_letters),
-            ("skipped", self.skipped),
-            ("already_applied", self.already_applied),
-            ("deferred", self.deferred),
-        ];
-        let times = [
-            ("decode_ms", self.decode_ms),
-            ("fold_ms", self.fold_ms),
-            ("commit_ms", self.commit_ms),
-        ];
-        let mut defs: Vec<Value> = counts
-            .iter()
-            .map(|(n, _)| json!({"Name": n, "Unit": "Count"}))
-            .collect();
-        defs.extend(
-            times
-                .iter()
-                .map(|(n, _)| json!({"Name": n, "Unit": "Milliseconds"})),
-        );
-        let mut doc = serde_json::Map::new();
-        if self.lag_ms.is_some() {
-            defs.push(json!({"Name": "lag_ms", "Unit": "Milliseconds"}));
-        }
-        doc.insert(
-            "_aws".into(),
-            json!({
-                "Timestamp": now_ms,
-                "CloudWatchMetrics": [{
-                    "Namespace": NAMESPACE,
-                    "Dimensions": [["pipeline"]],
-                    "Metrics": defs
-                }]
-            }),
-        );
-        doc.insert("pipeline".into(), json!(self.pipeline));
-        for (n, v) in counts {
-            doc.insert(n.into(), json!(v));
-        }
-        for (n, v) in times {
-            doc.insert(n.into(), json!((v * 1000.0).round() / 1000.0));
-        }
-        if let Some(l) = self.lag_ms {
-            doc.insert("lag_ms".into(), json!(l));
-        }
-        Value::Object(doc)
+        self.line().to_value(now_ms)
     }
 
     /// Prints the EMF line to stdout (one line, as CloudWatch expects).
     pub fn emit(&self) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        println!("{}", self.emf(now));
+        self.line().emit();
     }
 }
 
@@ -96,6 +63,7 @@ impl BatchMetrics {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn emf_document_declares_every_metric_it_carries() {

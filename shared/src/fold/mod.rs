@@ -61,16 +61,16 @@ impl std::error::Error for FoldError {}
 /// exactly as it was (the event is set aside and the key goes on without it).
 pub trait Fold: Send + Sync + 'static {
     type State: Default + Send;
-    fn apply(&self, state: &mut Self::State, event: &Envelope<'_>) -> Result<(), FoldError>;
+    fn apply(&self, state: &mut Self::State, event: &Envelope) -> Result<(), FoldError>;
     /// Reads a stored state back (the table keeps states as JSON objects).
     fn decode_state(&self, json: &State) -> Result<Self::State, FoldError>;
     fn encode_state(&self, state: &Self::State) -> State;
 }
 
 /// One key's work in a batch: its state before the batch and its events in offset order.
-pub struct KeyEvents<'b, 'a> {
+pub struct KeyEvents<'b> {
     pub prior: Option<&'b State>,
-    pub events: &'b [&'b Envelope<'a>],
+    pub events: &'b [&'b Envelope],
 }
 
 /// One key's result: the state after the batch (None if the key had no prior state and no
@@ -84,11 +84,11 @@ pub struct KeyFolded {
 
 /// Object-safe form of [`Fold`], so a pipeline can hold any native fold.
 pub trait DynFold: Send + Sync {
-    fn fold_key(&self, key: &KeyEvents<'_, '_>) -> KeyFolded;
+    fn fold_key(&self, key: &KeyEvents<'_>) -> KeyFolded;
 }
 
 impl<F: Fold> DynFold for F {
-    fn fold_key(&self, key: &KeyEvents<'_, '_>) -> KeyFolded {
+    fn fold_key(&self, key: &KeyEvents<'_>) -> KeyFolded {
         let mut state = match key.prior {
             Some(json) => match self.decode_state(json) {
                 Ok(s) => s,
@@ -147,7 +147,7 @@ impl FoldProgram {
     }
 
     /// Folds each key's events onto its prior state; results are in the order of `keys`.
-    pub fn fold_keys(&self, keys: &[KeyEvents<'_, '_>]) -> Vec<KeyFolded> {
+    pub fn fold_keys(&self, keys: &[KeyEvents<'_>]) -> Vec<KeyFolded> {
         let out = match self {
             FoldProgram::Starlark(f) => f.fold_keys(keys),
             FoldProgram::Native(f) => keys.iter().map(|k| f.fold_key(k)).collect(),

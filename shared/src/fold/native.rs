@@ -6,6 +6,7 @@ use std::borrow::Cow;
 
 use super::{DynFold, Fold, FoldError, FoldErrorKind, State};
 use crate::envelope::{Attr, Envelope};
+use crate::json;
 
 /// Names accepted by `fold_native:`.
 pub const NAMES: &[&str] = &["order"];
@@ -41,11 +42,11 @@ pub struct OrderState {
 impl Fold for OrderFold {
     type State = OrderState;
 
-    fn apply(&self, state: &mut OrderState, event: &Envelope<'_>) -> Result<(), FoldError> {
-        match &*event.event_type {
+    fn apply(&self, state: &mut OrderState, event: &Envelope) -> Result<(), FoldError> {
+        match event.event_type() {
             "OrderPlaced" => {
                 let amount = match event.attr("amount") {
-                    Some(Attr::Json(j)) => j.to_value(),
+                    Some(Attr::Json(j)) => json::to_value(j),
                     Some(Attr::Int(i)) => serde_json::Value::from(i),
                     Some(Attr::Str(s)) => serde_json::Value::from(s),
                     None => {

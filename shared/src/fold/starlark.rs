@@ -31,7 +31,7 @@ use starlark_derive::starlark_value;
 use super::rewrite::{MERGE_FN, rewrite_dict_unpacking};
 use super::{FoldError, FoldErrorKind, KeyEvents, KeyFolded, State};
 use crate::envelope::{Attr, Envelope};
-use crate::json::Json;
+use crate::json::{self, Json};
 use crate::pipeline::FoldLimits;
 
 /// Starlark checks its "cancelled" hook once per this many steps (its constant).
@@ -83,7 +83,7 @@ impl StarlarkFold {
     }
 
     /// Folds each key's events; see [`super::FoldProgram::fold_keys`].
-    pub fn fold_keys(&self, keys: &[KeyEvents<'_, '_>]) -> Vec<KeyFolded> {
+    pub fn fold_keys(&self, keys: &[KeyEvents<'_>]) -> Vec<KeyFolded> {
         let mut out = Vec::with_capacity(keys.len());
         while out.len() < keys.len() {
             let before = out.len();
@@ -94,12 +94,7 @@ impl StarlarkFold {
     }
 
     /// Folds keys on one heap until it is used up; returns when the heap should be dropped.
-    fn fold_on_heap<'v>(
-        &self,
-        m: &Module<'v>,
-        keys: &[KeyEvents<'_, '_>],
-        out: &mut Vec<KeyFolded>,
-    ) {
+    fn fold_on_heap<'v>(&self, m: &Module<'v>, keys: &[KeyEvents<'_>], out: &mut Vec<KeyFolded>) {
         let heap = m.heap();
         // Allocating the owned value on the module's frozen heap keeps its owner alive as long
         // as this heap, and gives it this heap's lifetime.
@@ -243,7 +238,7 @@ impl StarlarkFold {
     /// prior state and every event of it is reported, rather than a panic.
     fn finish_key(
         &self,
-        key: &KeyEvents<'_, '_>,
+        key: &KeyEvents<'_>,
         state: Value<'_>,
         applied: usize,
         errors: Vec<(usize, FoldError)>,
@@ -329,7 +324,7 @@ mod event {
     /// borrowed for the whole of `fold_keys`. A fold cannot carry an event out: the heap is
     /// never frozen, and every state is checked to be plain JSON after each event.
     #[derive(Debug, ProvidesStaticType, NoSerialize, Allocative)]
-    pub struct StarEvent(#[allocative(skip)] NonNull<Envelope<'static>>);
+    pub struct StarEvent(#[allocative(skip)] NonNull<Envelope>);
 
     // Starlark heaps are single-threaded; `Send`/`Sync` are required by the value traits only.
     unsafe impl Send for StarEvent {}
@@ -337,11 +332,11 @@ mod event {
 
     impl StarEvent {
         /// See the SAFETY note on the type: only for values on a heap dropped before `event`.
-        pub(super) fn new(event: &Envelope<'_>) -> Self {
-            Self(NonNull::from(event).cast())
+        pub(super) fn new(event: &Envelope) -> Self {
+            Self(NonNull::from(event))
         }
 
-        fn envelope(&self) -> &Envelope<'_> {
+        fn envelope(&self) -> &Envelope {
             // SAFETY: see the type; the envelope outlives every heap this value is on.
             unsafe { self.0.as_ref() }
         }
@@ -354,8 +349,8 @@ mod event {
             write!(
                 f,
                 "event({}, {})",
-                self.envelope().event_type,
-                self.envelope().event_id
+                self.envelope().event_type(),
+                self.envelope().event_id()
             )
         }
     }
@@ -378,20 +373,22 @@ mod event {
             let mut names: Vec<String> = std::iter::once("type".to_owned())
                 .chain(crate::envelope::FIELDS.iter().map(|f| (*f).to_owned()))
                 .collect();
-            if let Json::Object(fields) = &self.envelope().data {
-                names.extend(fields.iter().map(|(k, _)| k.to_string()));
+            if let Json::Object(fields) = Json::of(self.envelope().data()) {
+                names.extend(fields.iter().map(|(k, _)| k.to_owned()));
             }
             names
         }
     }
 }
 
-fn alloc_json<'v>(heap: Heap<'v>, j: &Json<'_>) -> Value<'v> {
-    match j {
+/// A JSON value of an event as a Starlark value (an object from its fields in document
+/// order: a key written twice takes the last value, as in serde_json and Python).
+fn alloc_json<'v>(heap: Heap<'v>, j: &json::Value) -> Value<'v> {
+    match Json::of(j) {
         Json::Null => Value::new_none(),
-        Json::Bool(b) => Value::new_bool(*b),
-        Json::Int(i) => heap.alloc(*i),
-        Json::Float(f) => heap.alloc(StarlarkFloat(*f)),
+        Json::Bool(b) => Value::new_bool(b),
+        Json::Int(i) => heap.alloc(i),
+        Json::Float(f) => heap.alloc(StarlarkFloat(f)),
         Json::Str(s) => heap.alloc_str(s).to_value(),
         Json::Array(items) => heap.alloc(AllocList(items.iter().map(|x| alloc_json(heap, x)))),
         Json::Object(fields) => heap.alloc(AllocDict(

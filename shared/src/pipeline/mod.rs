@@ -41,6 +41,7 @@ pub struct Pipeline {
     pub orchestration: Orchestration,
     pub state_types: BTreeMap<String, StateType>,
     pub snapshots: SnapshotPolicy,
+    pub compaction: CompactionPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -306,17 +307,31 @@ pub const TENANT_COLUMN: &str = "tenant_id";
 pub const JSON_STATE_COLUMN: &str = "state";
 
 /// When and how many state checkpoints are kept (the seed document's `snapshot_interval`
-/// 1 hour, `max_snapshots` 24, `snapshot_store` Iceberg).
+/// 1 hour, `max_snapshots` 24, `snapshot_store` Iceberg), and how long the snapshot-compactor
+/// keeps what no checkpoint needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SnapshotPolicy {
+    /// A checkpoint is taken when this long has passed since the last one.
     pub interval_ms: u64,
+    /// Checkpoints kept; a new one beyond this drops the oldest.
     pub max_snapshots: u32,
     pub store: SnapshotStore,
+    /// Expiry keeps every snapshot that was the table's current state within this long
+    /// (`keep_recent`): time travel to any moment of that window stays exact.
+    pub keep_recent_ms: u64,
+    /// A file no kept snapshot references is deleted only once it is older than this
+    /// (`orphan_grace`): a commit in flight may still be about to reference a younger one.
+    pub orphan_grace_ms: u64,
 }
 
 impl SnapshotPolicy {
     pub const DEFAULT_INTERVAL_MS: u64 = 3_600_000;
     pub const DEFAULT_MAX_SNAPSHOTS: u32 = 24;
+    pub const DEFAULT_KEEP_RECENT_MS: u64 = 3_600_000;
+    pub const DEFAULT_ORPHAN_GRACE_MS: u64 = 86_400_000;
+    /// The shortest `orphan_grace` accepted: four times the longest Lambda invocation
+    /// (15 min), the longest a writer holds files it has not committed yet.
+    pub const MIN_ORPHAN_GRACE_MS: u64 = 3_600_000;
 }
 
 impl Default for SnapshotPolicy {
@@ -325,6 +340,43 @@ impl Default for SnapshotPolicy {
             interval_ms: Self::DEFAULT_INTERVAL_MS,
             max_snapshots: Self::DEFAULT_MAX_SNAPSHOTS,
             store: SnapshotStore::Iceberg,
+            keep_recent_ms: Self::DEFAULT_KEEP_RECENT_MS,
+            orphan_grace_ms: Self::DEFAULT_ORPHAN_GRACE_MS,
+        }
+    }
+}
+
+/// When the snapshot-compactor rewrites a source partition of the state table, and into
+/// what (the `compaction:` section). A partition is compacted when any threshold is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CompactionPolicy {
+    /// Position-delete files in the partition (each merge that updates rows adds one).
+    pub delete_files: u32,
+    /// Data files smaller than `small_file_bytes` in the partition.
+    pub small_files: u32,
+    pub small_file_bytes: u64,
+    /// Deleted rows as a share of the partition's data file rows, in percent.
+    pub deleted_rows_percent: u32,
+    /// Compacted data files roll over at about this size.
+    pub target_file_bytes: u64,
+    /// Manifests of one kind (data or deletes) of one partition before they are merged.
+    pub manifests: u32,
+}
+
+impl CompactionPolicy {
+    pub const DEFAULT_TARGET_FILE_BYTES: u64 = 128 * 1024 * 1024;
+}
+
+impl Default for CompactionPolicy {
+    fn default() -> Self {
+        Self {
+            delete_files: 8,
+            small_files: 5,
+            // Iceberg's rewrite_data_files: a file under 75% of the target is small.
+            small_file_bytes: Self::DEFAULT_TARGET_FILE_BYTES / 4 * 3,
+            deleted_rows_percent: 20,
+            target_file_bytes: Self::DEFAULT_TARGET_FILE_BYTES,
+            manifests: 8,
         }
     }
 }

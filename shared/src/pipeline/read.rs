@@ -11,10 +11,10 @@ use marked_yaml::Node;
 use super::duration::parse_duration_ms;
 use super::yaml::{Field, Reader, Shape, closest, entries, index, items, join};
 use super::{
-    BOOKKEEPING_COLUMNS, Column, ColumnType, Engine, ErrorPolicy, FoldLimits, FoldSource, Format,
-    Metadata, Orchestration, Pipeline, SinkKind, SinkMode, SnapshotPolicy, SnapshotStore, Source,
-    SourceKind, StartOffset, StateType, TENANT_COLUMN, TableName, Transformation,
-    TransformationKind,
+    BOOKKEEPING_COLUMNS, Column, ColumnType, CompactionPolicy, Engine, ErrorPolicy, FoldLimits,
+    FoldSource, Format, Metadata, Orchestration, Pipeline, SinkKind, SinkMode, SnapshotPolicy,
+    SnapshotStore, Source, SourceKind, StartOffset, StateType, TENANT_COLUMN, TableName,
+    Transformation, TransformationKind,
 };
 use super::{Sink, problem::Pos};
 
@@ -27,6 +27,7 @@ const TOP: Shape<'static> = Shape {
         "orchestration",
         "state_types",
         "snapshots",
+        "compaction",
     ],
     required: &["metadata", "sources", "transformations", "sinks"],
 };
@@ -69,6 +70,10 @@ pub(crate) fn read_pipeline(r: &mut Reader<'_>, root: &Node) -> Pipeline {
             .get("snapshots")
             .map(|f| read_snapshots(r, f))
             .unwrap_or_default(),
+        compaction: fields
+            .get("compaction")
+            .map(|f| read_compaction(r, f))
+            .unwrap_or_default(),
     }
 }
 
@@ -81,6 +86,7 @@ fn empty_pipeline() -> Pipeline {
         orchestration: Orchestration::default(),
         state_types: BTreeMap::new(),
         snapshots: SnapshotPolicy::default(),
+        compaction: CompactionPolicy::default(),
     }
 }
 
@@ -620,7 +626,13 @@ fn read_duration(r: &mut Reader<'_>, path: &str, f: Field<'_>) -> Option<u64> {
 
 fn read_snapshots(r: &mut Reader<'_>, f: Field<'_>) -> SnapshotPolicy {
     const SHAPE: Shape<'static> = Shape {
-        known: &["interval", "max_snapshots", "store"],
+        known: &[
+            "interval",
+            "max_snapshots",
+            "store",
+            "keep_recent",
+            "orphan_grace",
+        ],
         required: &[],
     };
     let path = "snapshots";
@@ -629,9 +641,25 @@ fn read_snapshots(r: &mut Reader<'_>, f: Field<'_>) -> SnapshotPolicy {
         return s;
     };
     let fields = r.fields(path, f.key_pos, map, &SHAPE);
-    if let Some(interval) = fields.get("interval").filter(|i| !i.is_null()) {
-        s.interval_ms =
-            read_duration(r, &join(path, "interval"), interval).unwrap_or(s.interval_ms);
+    let duration = |r: &mut Reader<'_>, name: &str, default: u64| {
+        fields
+            .get(name)
+            .filter(|v| !v.is_null())
+            .and_then(|v| read_duration(r, &join(path, name), v))
+            .unwrap_or(default)
+    };
+    s.interval_ms = duration(r, "interval", s.interval_ms);
+    s.keep_recent_ms = duration(r, "keep_recent", s.keep_recent_ms);
+    s.orphan_grace_ms = duration(r, "orphan_grace", s.orphan_grace_ms);
+    if let Some(grace) = fields.get("orphan_grace").filter(|g| !g.is_null())
+        && s.orphan_grace_ms < SnapshotPolicy::MIN_ORPHAN_GRACE_MS
+    {
+        r.error(
+            &join(path, "orphan_grace"),
+            grace.pos(),
+            "must be at least 1h: a writer may hold files it has not committed yet for up to a \
+             Lambda invocation (15 min), and deleting one would break its commit",
+        );
     }
     if let Some(max) = fields.get("max_snapshots").filter(|m| !m.is_null()) {
         let max_path = join(path, "max_snapshots");
@@ -653,6 +681,77 @@ fn read_snapshots(r: &mut Reader<'_>, f: Field<'_>) -> SnapshotPolicy {
         .unwrap_or_default();
     }
     s
+}
+
+/// A whole number greater than 0 that fits in `u32`.
+fn positive_u32(r: &mut Reader<'_>, path: &str, f: Field<'_>) -> Option<u32> {
+    let n = r.positive_u64(path, f)?;
+    match u32::try_from(n) {
+        Ok(n) => Some(n),
+        Err(_) => {
+            r.error(path, f.pos(), format!("{n} is too large"));
+            None
+        }
+    }
+}
+
+fn read_compaction(r: &mut Reader<'_>, f: Field<'_>) -> CompactionPolicy {
+    const SHAPE: Shape<'static> = Shape {
+        known: &[
+            "delete_files",
+            "small_files",
+            "small_file_bytes",
+            "deleted_rows_percent",
+            "target_file_bytes",
+            "manifests",
+        ],
+        required: &[],
+    };
+    let path = "compaction";
+    let mut c = CompactionPolicy::default();
+    let Some(map) = r.mapping(path, f) else {
+        return c;
+    };
+    let fields = r.fields(path, f.key_pos, map, &SHAPE);
+    let field = |name: &str| fields.get(name).filter(|v| !v.is_null());
+    let count = |r: &mut Reader<'_>, name: &str, default: u32| {
+        field(name)
+            .and_then(|v| positive_u32(r, &join(path, name), v))
+            .unwrap_or(default)
+    };
+    c.delete_files = count(r, "delete_files", c.delete_files);
+    c.small_files = count(r, "small_files", c.small_files);
+    c.manifests = count(r, "manifests", c.manifests);
+    c.deleted_rows_percent = count(r, "deleted_rows_percent", c.deleted_rows_percent);
+    if let Some(v) = field("deleted_rows_percent")
+        && c.deleted_rows_percent > 100
+    {
+        r.error(
+            &join(path, "deleted_rows_percent"),
+            v.pos(),
+            "a percentage: 1 to 100",
+        );
+    }
+    let bytes = |r: &mut Reader<'_>, name: &str, default: u64| {
+        field(name)
+            .and_then(|v| r.positive_u64(&join(path, name), v))
+            .unwrap_or(default)
+    };
+    c.target_file_bytes = bytes(r, "target_file_bytes", c.target_file_bytes);
+    c.small_file_bytes = bytes(r, "small_file_bytes", c.small_file_bytes);
+    if let Some(v) = field("small_file_bytes")
+        && c.small_file_bytes > c.target_file_bytes
+    {
+        r.error(
+            &join(path, "small_file_bytes"),
+            v.pos(),
+            format!(
+                "{} is larger than target_file_bytes {}: every compacted file would count as small",
+                c.small_file_bytes, c.target_file_bytes
+            ),
+        );
+    }
+    c
 }
 
 fn read_state_types(r: &mut Reader<'_>, f: Field<'_>) -> BTreeMap<String, StateType> {

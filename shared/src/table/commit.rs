@@ -29,6 +29,9 @@ use super::files::{self, ManifestCache};
 use super::{CHECKPOINT_TAG_PREFIX, Loaded, ResultExt};
 use crate::error::{Error, ErrorKind, Result};
 
+pub mod expire;
+pub mod rewrite_manifests;
+
 /// What one snapshot changes.
 #[derive(Debug, Clone)]
 pub struct SnapshotChange {
@@ -37,6 +40,9 @@ pub struct SnapshotChange {
     pub added_deletes: Vec<DataFile>,
     /// Live data or delete files to remove (replace/compaction); all must still be live.
     pub removed_paths: HashSet<String>,
+    /// The one source partition every removed file belongs to, when known: manifests that
+    /// cannot hold it are carried forward unread.
+    pub removed_partition: Option<i32>,
     /// Snapshot summary properties (the offset map, refold's own keys).
     pub summary: HashMap<String, String>,
     /// Table properties set in the same metadata update (the offset map again: it survives
@@ -60,7 +66,7 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn new_snapshot_id(md: &TableMetadata) -> i64 {
+pub(crate) fn new_snapshot_id(md: &TableMetadata) -> i64 {
     loop {
         let (a, b) = uuid::Uuid::new_v4().as_u64_pair();
         let id = ((a ^ b) & (i64::MAX as u64)) as i64;
@@ -194,15 +200,21 @@ pub async fn commit_snapshot(
                 ManifestContentType::Deletes => b.build_v2_deletes(),
             })
         };
-    // 1) carry forward
+    // 1) carry forward; the entries of manifests holding files to remove go, with those
+    // files marked DELETED, into one rewritten manifest per content type (a compaction
+    // touching many past commits' manifests writes two, not one per past commit).
     let mut manifests: Vec<ManifestFile> = vec![];
     let mut removed: Vec<DataFile> = vec![];
+    let mut rewritten: Vec<(ManifestContentType, ManifestWriter)> = vec![];
     for mf in files::manifest_list(io, md).await? {
         let no_live = mf.added_files_count == Some(0) && mf.existing_files_count == Some(0);
         if no_live {
             continue;
         }
-        if change.removed_paths.is_empty() {
+        let elsewhere = change
+            .removed_partition
+            .is_some_and(|p| !files::manifest_may_contain(&mf, p));
+        if change.removed_paths.is_empty() || elsewhere {
             manifests.push(mf);
             continue;
         }
@@ -215,7 +227,14 @@ pub async fn commit_snapshot(
             manifests.push(mf);
             continue;
         }
-        let mut w = new_writer(mf.content, &mut written)?;
+        let at = match rewritten.iter().position(|(c, _)| *c == mf.content) {
+            Some(i) => i,
+            None => {
+                rewritten.push((mf.content, new_writer(mf.content, &mut written)?));
+                rewritten.len() - 1
+            }
+        };
+        let w = &mut rewritten[at].1;
         for e in m.entries() {
             if !e.is_alive() {
                 continue;
@@ -234,6 +253,8 @@ pub async fn commit_snapshot(
                     .kind(ErrorKind::Internal, || "manifest existing entry".into())?;
             }
         }
+    }
+    for (_, w) in rewritten {
         manifests.push(
             w.write_manifest_file()
                 .await

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use iceberg::io::FileIO;
 use iceberg::spec::{
     DataContentType, DataFile, Datum, Manifest, ManifestFile, ManifestList, PrimitiveLiteral,
-    PrimitiveType, TableMetadata,
+    PrimitiveType, Snapshot, TableMetadata,
 };
 
 use super::ResultExt;
@@ -105,9 +105,18 @@ impl ManifestCache {
 
 /// The current snapshot's manifests (empty for a table without snapshots).
 pub async fn manifest_list(io: &FileIO, md: &TableMetadata) -> Result<Vec<ManifestFile>> {
-    let Some(s) = md.current_snapshot() else {
-        return Ok(vec![]);
-    };
+    match md.current_snapshot() {
+        Some(s) => manifest_list_of(io, md, s).await,
+        None => Ok(vec![]),
+    }
+}
+
+/// The manifests of snapshot `s` of `md`.
+pub async fn manifest_list_of(
+    io: &FileIO,
+    md: &TableMetadata,
+    s: &Snapshot,
+) -> Result<Vec<ManifestFile>> {
     let bytes = io
         .new_input(s.manifest_list())
         .io(|| format!("open manifest list {}", s.manifest_list()))?
@@ -156,8 +165,22 @@ pub async fn live_files(
     partition: Option<i32>,
     cache: &ManifestCache,
 ) -> Result<LiveFiles> {
+    match md.current_snapshot() {
+        Some(s) => live_files_of(io, md, s, partition, cache).await,
+        None => Ok(LiveFiles::default()),
+    }
+}
+
+/// The live files of snapshot `snapshot` of `md`, of source partition `partition` (or all).
+pub async fn live_files_of(
+    io: &FileIO,
+    md: &TableMetadata,
+    snapshot: &Snapshot,
+    partition: Option<i32>,
+    cache: &ManifestCache,
+) -> Result<LiveFiles> {
     let mut out = LiveFiles::default();
-    for mf in manifest_list(io, md).await? {
+    for mf in manifest_list_of(io, md, snapshot).await? {
         if let Some(p) = partition
             && !manifest_may_contain(&mf, p)
         {

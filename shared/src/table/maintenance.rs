@@ -79,8 +79,8 @@ impl StateTable {
     /// `None`: the partition is compact already.
     async fn compact_partition(&self, partition: i32) -> Result<Option<Compacted>> {
         let mut plan: Option<CompactPlan> = None;
-        let res = retry::with_commit_retry!(self, |base, _| self
-            .compact_attempt(partition, &mut plan, base)
+        let res = retry::with_commit_retry!(self, |base, n| self
+            .compact_attempt(partition, &mut plan, base, n)
             .await);
         if let Err(e) = &res
             && e.kind() == ErrorKind::CommitConflict
@@ -97,6 +97,7 @@ impl StateTable {
         partition: i32,
         plan: &mut Option<CompactPlan>,
         base: Loaded,
+        attempt: u32,
     ) -> Result<Attempt<Option<Compacted>>> {
         self.check_base(&base)?;
         let live = files::live_files(
@@ -124,11 +125,15 @@ impl StateTable {
         let mut summary = self.carried_offsets(&base);
         summary.insert("refold.compacted-partition".into(), partition.to_string());
         summary.insert("refold.writer".into(), WRITER.into());
+        self.hooks
+            .run(super::hooks::HookPoint::CompactBeforeCommit, attempt)
+            .await;
         let change = SnapshotChange {
             operation: Operation::Replace,
             added_data: p.added.clone(),
             added_deletes: vec![],
             removed_paths: p.removed.iter().cloned().collect(),
+            removed_partition: Some(partition),
             summary,
             properties: HashMap::new(),
         };
@@ -196,7 +201,7 @@ impl StateTable {
     /// A replace holds the same logical rows, so every offset map the base's current snapshot
     /// carries goes forward unchanged (any group's: the table may have had other writers),
     /// plus this group's where only the table property or an ancestor had it.
-    fn carried_offsets(&self, base: &Loaded) -> HashMap<String, String> {
+    pub(super) fn carried_offsets(&self, base: &Loaded) -> HashMap<String, String> {
         let md = &base.metadata;
         let mut summary: HashMap<String, String> = md
             .current_snapshot()

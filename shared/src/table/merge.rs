@@ -158,6 +158,9 @@ impl StateTable {
             }
         }
         self.take_fault(FaultPoint::AfterFilesWritten)?;
+        self.hooks
+            .run(super::hooks::HookPoint::MergeBeforeCommit, attempts)
+            .await;
         self.commit_merge(st, &base, &offsets_now, attempts).await
     }
 
@@ -231,6 +234,7 @@ impl StateTable {
             added_data: p.data.clone(),
             added_deletes: p.deletes.clone(),
             removed_paths: HashSet::new(),
+            removed_partition: None,
             summary,
             // Table properties survive other engines' rewrites and snapshot expiry.
             properties: HashMap::from([(key, encoded)]),

@@ -50,20 +50,27 @@ use iceberg::spec::{FormatVersion, TableMetadata};
 
 use crate::error::{Error, ErrorKind, Result};
 
+pub mod as_of;
 pub mod catalog;
 pub mod commit;
 mod config;
+pub mod expire;
 pub mod files;
+pub mod history;
+pub mod hooks;
 pub mod lookup;
 mod maintenance;
+pub mod manifests;
 mod merge;
 pub mod offsets;
+pub mod orphans;
 mod owner;
 pub mod position_delete;
 pub mod reader;
 mod retry;
 pub mod row;
 pub mod schema;
+pub mod stats;
 pub mod writer;
 
 pub use catalog::{CatalogSwap, SqlCatalogSwap, SwapRequest};
@@ -129,6 +136,7 @@ pub struct StateTable {
     limits: TableLimits,
     manifests: files::ManifestCache,
     fault: std::sync::Mutex<Option<FaultPoint>>,
+    hooks: hooks::Hooks,
 }
 
 impl std::fmt::Debug for StateTable {
@@ -178,6 +186,7 @@ impl StateTable {
             codec,
             limits,
             fault: std::sync::Mutex::new(None),
+            hooks: hooks::Hooks::default(),
         };
         table.claim(&loaded).await?;
         Ok(table)

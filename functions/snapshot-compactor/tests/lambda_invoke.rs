@@ -1,0 +1,159 @@
+//! The real snapshot-compactor binary under `cargo lambda watch`, invoked through the Lambda
+//! Invoke REST API with the sample schedule event (`events/eventbridge/schedule.json`, its
+//! time set to now), after the fold-batch binary folded the committed ESM payload into the
+//! same warehouse. The pass answers its report; the rows are the same before and after, as
+//! refold and PyIceberg read them; the newest checkpoint carries the committed offsets.
+//!
+//!   REFOLD_LAMBDA_PACKAGES="-p fold-batch -p snapshot-compactor" \
+//!     scripts/stack.sh up /tmp/refold-stack lambda && set -a && . /tmp/refold-stack/stack.env && set +a
+//!   cargo test --release -p snapshot-compactor --test lambda_invoke
+//!
+//! stack.sh gives both functions REFOLD_PIPELINE (the seed pipeline) and REFOLD_WAREHOUSE,
+//! and this test the same as REFOLD_LAMBDA_*.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use refold::batch::CompiledPipeline;
+use refold::table::CatalogConfig;
+use serde_json::{Value, json};
+
+fn env(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!(
+            "{name} is not set: start the stack with `scripts/stack.sh up DIR lambda` and export the \
+             variables of DIR/stack.env (this test invokes the real binary under cargo lambda watch)"
+        ),
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// POSTs `body` to `url` with curl (cargo lambda watch may first wait for a build).
+fn post(url: &str, body: &Path) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-X", "POST", "-H", "Content-Type: application/json"])
+        .args(["--max-time", "900", "--data-binary"])
+        .arg(format!("@{}", body.display()))
+        .args(["-w", "\n%{http_code}"])
+        .arg(url)
+        .output()
+        .expect("curl runs");
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_owned())
+}
+
+fn seed() -> CompiledPipeline {
+    let text =
+        std::fs::read_to_string(root().join("pipelines/order-events-pipeline.yaml")).unwrap();
+    let env = |k: &str| (k == "KAFKA_CONNECTION").then(|| "localhost:9092".to_string());
+    CompiledPipeline::compile(
+        refold::pipeline::parse(&text, "seed", &env)
+            .into_pipeline()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn python() -> String {
+    std::env::var("REFOLD_PYTHON").unwrap_or_else(|_| {
+        let p = Path::new(&env("HOME")).join(".cache/refold/venv/bin/python");
+        assert!(
+            p.exists(),
+            "REFOLD_PYTHON is not set and {} does not exist",
+            p.display()
+        );
+        p.display().to_string()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedule_event_runs_a_pass_that_keeps_the_rows() {
+    let endpoint = env("REFOLD_LAMBDA_ENDPOINT");
+    let warehouse = PathBuf::from(env("REFOLD_LAMBDA_WAREHOUSE"));
+    let invoke = |f: &str| format!("{endpoint}/2015-03-31/functions/{f}/invocations");
+    let (status, body) = post(
+        &invoke("fold-batch"),
+        &root().join("events/esm/orders-batch.json"),
+    );
+    assert_eq!(status, 200, "fold-batch: {body}");
+
+    let table =
+        refold::compactor::open_table(&seed(), CatalogConfig::embedded(&warehouse).unwrap())
+            .await
+            .unwrap();
+    let rows = table.current_rows(None, None).await.unwrap();
+    assert!(!rows.is_empty());
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut ev: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("events/eventbridge/schedule.json")).unwrap(),
+    )
+    .unwrap();
+    let now = refold::emf::now_ms();
+    ev["time"] = json!(refold::table::as_of::fmt_ms(now - now % 1000));
+    let event = dir.path().join("schedule.json");
+    std::fs::write(&event, ev.to_string()).unwrap();
+    let (status, body) = post(&invoke("snapshot-compactor"), &event);
+    assert_eq!(status, 200, "snapshot-compactor: {body}");
+    let report: Value = serde_json::from_str(&body).unwrap();
+    for step in ["compaction", "manifests", "checkpoint", "expiry", "orphans"] {
+        assert_eq!(report[step]["status"], "done", "{step}: {report:#}");
+    }
+    assert_eq!(report["table"], "domain.orders.current_state");
+    assert_eq!(report["now_ms"], json!(now - now % 1000));
+
+    assert_eq!(table.current_rows(None, None).await.unwrap(), rows);
+    let checkpoints = table.checkpoints().await.unwrap();
+    let newest = checkpoints.last().expect("a checkpoint");
+    assert_eq!(newest.offsets, table.committed_offsets().await.unwrap());
+
+    // PyIceberg reads the same rows now and at the checkpoint.
+    let expect = dir.path().join("expect.jsonl");
+    let lines: String = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "tenant_id": r.tenant_id, "order_id": r.key, "state": Value::Object(r.state.clone()),
+                "source_partition": r.source_partition, "last_offset": r.last_offset,
+                "last_event_id": r.last_event_id, "last_event_time_us": r.last_event_time_us,
+                "events_folded": r.events_folded,
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(&expect, lines).unwrap();
+    let w = warehouse.display().to_string();
+    for reference in [None, Some(newest.name.as_str())] {
+        let mut cmd = std::process::Command::new(python());
+        cmd.arg(root().join("tests/py/maintenance_check.py"))
+            .args([
+                "--uri",
+                &format!("sqlite:///{w}/catalog.db"),
+                "--warehouse",
+                &format!("file://{w}"),
+            ])
+            .args(["--table", "domain.orders.current_state", "rows"]);
+        if let Some(r) = reference {
+            cmd.args(["--ref", r]);
+        }
+        let out = cmd.arg("--expect").arg(&expect).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("PYICEBERG OK"),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
