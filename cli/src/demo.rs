@@ -247,7 +247,9 @@ async fn print_view(
          c = SqlCatalog('refold', uri='sqlite:///{wh}/catalog.db', warehouse='file://{wh}'); \
          print(c.load_table('{ns}.{name}').scan().to_arrow().to_pandas())\"\n\n  \
          duckdb -c \"INSTALL iceberg; LOAD iceberg; SELECT status, count(*) FROM (SELECT json_extract_string(state, '$.status') AS status \
-         FROM iceberg_scan('$(ls -t {wh}/{nspath}/{name}/metadata/*.metadata.json | head -1)')) GROUP BY status\"",
+         FROM iceberg_scan('$(ls -t {wh}/{nspath}/{name}/metadata/*.metadata.json | head -1)')) GROUP BY status\"\n\n  \
+         offline, with the extensions from the test venv (`make test` installs it; README, \"Reading the view with DuckDB\"):\n  \
+         ~/.cache/refold/venv/bin/python tests/py/duckdb_read.py --catalog {wh}/catalog.db --table {ns}.{name}",
         wh = wh.display(),
         name = sink.name,
         nspath = sink.namespace.join("/"),

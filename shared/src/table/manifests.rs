@@ -383,13 +383,14 @@ mod tests {
         let p = plan_manifest_merge(&ms, 3, 25);
         assert_eq!(p.groups, vec![vec![0, 1], vec![4, 7]]);
         assert_eq!(p.dropped, vec![5]);
-        // min 6: no group is big enough; the dead one still goes.
-        let p = plan_manifest_merge(&ms, 6, 1_000);
+        // min 7, target 1,000 ("big" is small now: p0 data has 6): no group is big
+        // enough; the dead one still goes.
+        let p = plan_manifest_merge(&ms, 7, 1_000);
         assert!(p.groups.is_empty());
         assert_eq!(p.dropped, vec![5]);
         // min 2, large target: each (kind, partition) group of >= 2 becomes one.
         let p = plan_manifest_merge(&ms, 2, 1_000);
-        assert_eq!(p.groups, vec![vec![0, 1, 4, 7, 8]]);
+        assert_eq!(p.groups, vec![vec![0, 1, 4, 6, 7, 8]]);
         assert!(plan_manifest_merge(&[], 2, 10).is_empty());
     }
 }
