@@ -1,6 +1,5 @@
-//! refold's AWS adapters (only `functions/*` and this crate know the AWS SDK):
-//! - [`read_dead_letters`]: every dead letter under an S3 prefix, for operators and tests.
-//!   (Functions *write* dead letters through refold's `ObjectDeadLetters`, on the same
+//! S3 through the AWS SDK: [`read_dead_letters`], every dead letter under an S3 prefix, for
+//! operators and tests. (Functions *write* dead letters through refold's `ObjectDeadLetters`, on the same
 //!   object-store stack as the tables: one S3 client stack per function.)
 //!
 //! A local S3 (moto, MinIO) works through an endpoint override with path-style addressing:

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `REFOLD_PIPELINE` | path of the pipeline file (YAML), or |
 //! | `REFOLD_PIPELINE_INLINE` | the pipeline YAML itself |
+//! | `REFOLD_CATALOG` | `sql` (default) or `glue` (opened by `refold_aws::catalog_from_env`) |
 //! | `REFOLD_WAREHOUSE` | warehouse: a local folder or `s3://bucket/prefix` |
 //! | `REFOLD_CATALOG_URI` | SQL catalog (`sqlite:/path/catalog.db`, `postgres://...`); default `<warehouse>/catalog.db` for a local warehouse |
 //! | `REFOLD_DEAD_LETTER` | dead letters: a local folder or `s3://bucket/prefix`; default `<warehouse>/dead-letters` for a local warehouse |
@@ -84,9 +85,36 @@ pub fn storage_from_env() -> StorageConfig {
     }
 }
 
+/// Which catalog `REFOLD_CATALOG` names: `sql` (the default) or `glue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogKind {
+    Sql,
+    Glue,
+}
+
+/// `REFOLD_CATALOG` (`sql` when unset).
+pub fn catalog_kind_from_env() -> Result<CatalogKind> {
+    match env("REFOLD_CATALOG").as_deref() {
+        None | Some("sql") => Ok(CatalogKind::Sql),
+        Some("glue") => Ok(CatalogKind::Glue),
+        Some(other) => Err(Error::new(
+            ErrorKind::Config,
+            format!("REFOLD_CATALOG=`{other}`: expected `sql` or `glue`"),
+        )),
+    }
+}
+
 /// The catalog from `REFOLD_WAREHOUSE` / `REFOLD_CATALOG_URI` (embedded default: a local
-/// warehouse folder with `catalog.db` in it).
+/// warehouse folder with `catalog.db` in it). `REFOLD_CATALOG=glue` is refused here: the
+/// Glue adapter lives in `refold-aws` (`refold_aws::catalog_from_env` reads both).
 pub fn catalog_from_env() -> Result<CatalogConfig> {
+    if catalog_kind_from_env()? == CatalogKind::Glue {
+        return Err(Error::new(
+            ErrorKind::Config,
+            "REFOLD_CATALOG=glue: this program opens SQL catalogs only; the Glue catalog comes \
+             from refold-aws (refold_aws::catalog_from_env)",
+        ));
+    }
     let warehouse = env("REFOLD_WAREHOUSE").ok_or_else(|| {
         Error::new(
             ErrorKind::Config,

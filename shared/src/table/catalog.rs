@@ -6,8 +6,9 @@
 //! - SQL catalog (SQLite, PostgreSQL; the JDBC/PyIceberg `iceberg_tables` schema):
 //!   `UPDATE iceberg_tables SET metadata_location = new ... WHERE ... AND metadata_location = base`,
 //!   won iff one row changed ([`SqlCatalogSwap`]).
-//! - Glue (to add): `GetTable` gives `metadata_location` and `VersionId`; `UpdateTable` with
-//!   that `VersionId` is the compare-and-set.
+//! - Glue (`refold-aws`'s `GlueCatalogSwap`, handed in as [`CatalogConfig::Adapter`]):
+//!   `GetTable` gives `metadata_location` and `VersionId`; `UpdateTable` with that
+//!   `VersionId` is the compare-and-set.
 //! - REST (to add): `POST /v1/{prefix}/namespaces/{ns}/tables/{t}` with the request's
 //!   `requirements` (main at the base snapshot, table uuid) and `updates`; 409 = lost.
 //!   [`SwapRequest`] carries both so the REST adapter needs nothing else.
@@ -351,6 +352,7 @@ pub(crate) async fn connect(cfg: &CatalogConfig) -> Result<(Arc<dyn CatalogSwap>
             swap.iceberg_type = swap.has_iceberg_type().await;
             Ok((Arc::new(swap), file_io))
         }
+        CatalogConfig::Adapter { swap, storage } => Ok((Arc::clone(&swap.0), file_io(storage))),
     }
 }
 
@@ -360,7 +362,10 @@ async fn sql_catalog(cfg: &CatalogConfig) -> Result<iceberg_catalog_sql::SqlCata
         warehouse,
         catalog_name,
         storage,
-    } = cfg;
+    } = cfg
+    else {
+        return Err(Error::new(ErrorKind::Internal, "not a SQL catalog"));
+    };
     let mut props = storage_props(storage);
     props.insert(SQL_CATALOG_PROP_URI.to_string(), sqlx_uri(uri)?);
     props.insert(

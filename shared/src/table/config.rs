@@ -2,14 +2,16 @@
 //! the state is stored, who owns it, and the limits of one open table.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use iceberg::{NamespaceIdent, TableIdent};
 
+use super::CatalogSwap;
 use super::schema::ColumnType;
 use crate::error::{Error, ErrorKind, Result};
 
-/// Where the table's catalog pointer lives. Shaped so Glue and REST slot in as variants with
-/// their own [`CatalogSwap`].
+/// Where the table's catalog pointer lives: the SQL catalog refold connects itself, or a
+/// catalog adapter built outside this crate (`refold-aws`'s Glue catalog) handed in whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CatalogConfig {
     /// The SQL catalog (the JDBC/PyIceberg `SqlCatalog` schema) on SQLite or PostgreSQL.
@@ -22,9 +24,35 @@ pub enum CatalogConfig {
         catalog_name: String,
         storage: StorageConfig,
     },
+    /// A [`CatalogSwap`] built by an adapter crate (the shared crate knows no cloud SDK), and
+    /// the object store its tables live on.
+    Adapter {
+        swap: SharedCatalogSwap,
+        storage: StorageConfig,
+    },
 }
 
+/// A catalog adapter shared by every table opened on it; two are equal iff they are the
+/// same adapter object.
+#[derive(Debug, Clone)]
+pub struct SharedCatalogSwap(pub Arc<dyn CatalogSwap>);
+
+impl PartialEq for SharedCatalogSwap {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SharedCatalogSwap {}
+
 impl CatalogConfig {
+    /// The object store the catalog's tables live on.
+    pub fn storage(&self) -> &StorageConfig {
+        match self {
+            CatalogConfig::Sql { storage, .. } | CatalogConfig::Adapter { storage, .. } => storage,
+        }
+    }
+
     /// The embedded default: everything under one warehouse folder, the catalog in
     /// `<dir>/catalog.db`, readable by PyIceberg as
     /// `SqlCatalog("refold", uri="sqlite:///<dir>/catalog.db", warehouse="file://<dir>")`.

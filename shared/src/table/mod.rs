@@ -75,8 +75,8 @@ pub mod writer;
 
 pub use catalog::{CatalogSwap, SqlCatalogSwap, SwapRequest};
 pub use config::{
-    CatalogConfig, DEFAULT_CATALOG_NAME, StateColumns, StorageConfig, TableConfig, TableIdentity,
-    TableLimits,
+    CatalogConfig, DEFAULT_CATALOG_NAME, SharedCatalogSwap, StateColumns, StorageConfig,
+    TableConfig, TableIdentity, TableLimits,
 };
 pub use maintenance::{CHECKPOINT_TAG_PREFIX, CompactOutcome};
 pub use merge::{FoldedBatch, MergeOutcome};

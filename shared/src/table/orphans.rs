@@ -27,7 +27,7 @@ use iceberg::spec::{ManifestList, TableMetadata};
 use opendal::Operator;
 use serde::Serialize;
 
-use super::{CatalogConfig, ResultExt, StateTable, StorageConfig};
+use super::{ResultExt, StateTable, StorageConfig};
 use crate::error::{Error, ErrorKind, Result};
 
 /// A file found under the table's location.
@@ -201,7 +201,7 @@ impl StateTable {
     /// Every file under the table's data and metadata folders, with size and age.
     pub async fn list_files(&self, max_files: usize) -> Result<Vec<ListedFile>> {
         let l = self.load().await?;
-        let CatalogConfig::Sql { storage, .. } = &self.cfg.catalog;
+        let storage = self.cfg.catalog.storage();
         let mut out = Vec::new();
         for prefix in table_prefixes(&l.metadata)? {
             list_prefix(&prefix, storage, max_files, &mut out).await?;
