@@ -3,7 +3,9 @@
 # present, no Docker) into $HOME/.cache/refold/ (override with REFOLD_CACHE):
 #   venv/   Python venv: pyiceberg, pyarrow, moto[server] (local S3), cargo-lambda, duckdb,
 #           plus tests/py/requirements.txt when present
-#   tools/  tansu (an Apache-Kafka-compatible broker in Rust, sqlite storage)
+#   tools/  tansu (an Apache-Kafka-compatible broker in Rust, sqlite storage); bin/sam and
+#           bin/cfn-lint, linked from
+#   sam-venv/ aws-sam-cli and cfn-lint (the SAM template's checks), apart from venv/
 # Idempotent: safe to run twice; what is there is not installed again.
 #   REFOLD_SKIP_TANSU=1   skip the tansu build (15-25 min cold on 2 cores)
 # Prints where each tool is at the end.
@@ -20,7 +22,8 @@ mkdir -p "$CACHE" "$TOOLS" "$LOGS"
 # when present, pins pyiceberg/pyarrow/moto itself (with more extras): then only the tools
 # it lacks are added (pip's resolver fails on the same package twice with other extras).
 PY_BASE_PINS=(
-  "pyiceberg[sql-sqlite,pyarrow]==0.12.0"
+  "pyiceberg[sql-sqlite,pyarrow,glue]==0.12.0"
+  "boto3==1.44.8"
   "pyarrow==22.0.0"
   "moto[server]==5.2.5"
 )
@@ -29,6 +32,13 @@ PY_TOOL_PINS=(
   "duckdb==1.4.4"
 )
 TANSU_VERSION="0.6.0"
+# The SAM template's checks (`sam validate --lint`, `cfn-lint`): a venv of their own, since
+# aws-sam-cli pins boto3 exactly (and click, pydantic) where pyiceberg/moto want others.
+SAM_VENV="$CACHE/sam-venv"
+SAM_PINS=(
+  "aws-sam-cli==1.170.0"
+  "cfn-lint==1.58.0"
+)
 
 log() { printf '[install-test-tools] %s\n' "$*" >&2; }
 
@@ -97,6 +107,27 @@ else
   "$VENV/bin/pip" install -q --disable-pip-version-check "${reqs[@]}" ${pip_args[@]+"${pip_args[@]}"}
 fi
 
+# --- aws-sam-cli, cfn-lint ---------------------------------------------------------------
+if [ ! -x "$SAM_VENV/bin/python" ]; then
+  log "creating venv $SAM_VENV"
+  "$PY" -m venv "$SAM_VENV"
+fi
+sam_ok=1
+for pin in "${SAM_PINS[@]}"; do
+  name="${pin%%==*}"; want="${pin##*==}"
+  have="$("$SAM_VENV/bin/python" -c "from importlib.metadata import version; print(version('$name'))" 2>/dev/null || true)"
+  [ "$have" = "$want" ] || sam_ok=0
+done
+if [ "$sam_ok" = 1 ]; then
+  log "sam-venv: all pins already installed"
+else
+  log "sam-venv: pip install ${SAM_PINS[*]}"
+  "$SAM_VENV/bin/pip" install -q --disable-pip-version-check "${SAM_PINS[@]}"
+fi
+mkdir -p "$TOOLS/bin"
+ln -sf "$SAM_VENV/bin/sam" "$TOOLS/bin/sam"
+ln -sf "$SAM_VENV/bin/cfn-lint" "$TOOLS/bin/cfn-lint"
+
 # --- tansu -------------------------------------------------------------------------------
 TANSU="$TOOLS/bin/tansu"
 if [ -x "$TANSU" ]; then
@@ -127,6 +158,8 @@ where moto_server "$VENV/bin/moto_server"
 where cargo-lambda "$VENV/bin/cargo-lambda"
 where duckdb-py "$VENV/bin/python"
 where tansu "$TANSU"
+where sam "$TOOLS/bin/sam"
+where cfn-lint "$TOOLS/bin/cfn-lint"
 echo "  pyiceberg     $("$VENV/bin/python" -c 'import pyiceberg; print(pyiceberg.__version__)' 2>/dev/null || echo missing)"
 echo "  duckdb        $("$VENV/bin/python" -c 'import duckdb; print(duckdb.__version__)' 2>/dev/null || echo missing)"
 echo "Use: export PATH=\"$VENV/bin:$TOOLS/bin:\$PATH\""
