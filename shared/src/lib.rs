@@ -15,6 +15,7 @@ pub mod fold;
 pub mod json;
 pub mod pipeline;
 pub mod record;
+pub mod replay;
 pub mod table;
 
 pub use error::{Error, ErrorKind, Result};

@@ -157,7 +157,7 @@ fn millis(t: opendal::raw::Timestamp) -> Option<i64> {
 }
 
 /// Every file under `prefix` (canonical, ending in `/`), at most `max_files`.
-async fn list_prefix(
+pub(crate) async fn list_prefix(
     prefix: &str,
     storage: &StorageConfig,
     max_files: usize,
