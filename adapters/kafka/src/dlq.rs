@@ -6,6 +6,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use refold::dead_letter::{DeadLetter, DeadLetterStore};
 use refold::error::{Error, ErrorKind, Result};
 
+use crate::connection::KafkaConnection;
 use crate::kafka_err;
 use crate::producer::{delivered, enqueue, join_in_order, producer_config};
 
@@ -17,10 +18,16 @@ pub struct KafkaDeadLetters {
 }
 
 impl KafkaDeadLetters {
+    /// Dead letters to `topic` at `brokers`, authenticated as the environment says.
     pub fn new(brokers: &str, topic: impl Into<String>) -> Result<Self> {
-        let producer = producer_config(brokers)
+        Self::connect(&KafkaConnection::from_env(brokers)?, topic)
+    }
+
+    /// Dead letters to `topic` on `conn`.
+    pub fn connect(conn: &KafkaConnection, topic: impl Into<String>) -> Result<Self> {
+        let producer = producer_config(conn)
             .create()
-            .map_err(kafka_err(format!("kafka producer for {brokers}")))?;
+            .map_err(kafka_err(format!("kafka producer for {conn}")))?;
         Ok(Self {
             producer,
             topic: topic.into(),

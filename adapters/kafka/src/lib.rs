@@ -12,6 +12,9 @@
 //! - [`mock`]: [`MockBroker`], an in-process broker (`rdkafka::mocking::MockCluster`) for the
 //!   embedded demo and tests, and the limits of its log.
 //! - [`dlq`]: [`KafkaDeadLetters`], dead letters to a DLQ topic.
+//! - [`connection`]: [`KafkaConnection`], brokers and authentication (SASL/SCRAM, mTLS; from
+//!   the environment or given), the one place every client's `ClientConfig` starts from.
+//!   Constructors taking `brokers: &str` authenticate as the environment says.
 //!
 //! The ESM JSON is built by hand (serde_json), so this crate does not depend on
 //! `aws_lambda_events` (only `functions/*` do).
@@ -22,13 +25,15 @@
 //! [`SourceRecord`]: refold::record::SourceRecord
 
 pub mod admin;
+pub mod connection;
 pub mod dlq;
 pub mod esm;
 pub mod mock;
 pub mod producer;
 pub mod reader;
 
-pub use admin::create_topic;
+pub use admin::{create_topic, create_topic_on};
+pub use connection::{KafkaAuth, KafkaConnection, ScramMechanism, Secret};
 pub use dlq::KafkaDeadLetters;
 pub use esm::{EsmSource, consume_esm_batches, esm_event, esm_record};
 pub use mock::{MockBroker, mock_windows};

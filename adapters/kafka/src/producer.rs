@@ -10,6 +10,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use refold::error::{Error, ErrorKind, Result};
 
+use crate::connection::KafkaConnection;
 use crate::kafka_err;
 
 /// How long a record may wait for its delivery (librdkafka's `message.timeout.ms`).
@@ -52,10 +53,9 @@ pub struct Producer {
     inner: FutureProducer,
 }
 
-pub(crate) fn producer_config(brokers: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers)
-        .set("acks", "all")
+pub(crate) fn producer_config(conn: &KafkaConnection) -> ClientConfig {
+    let mut c = conn.client_config();
+    c.set("acks", "all")
         .set("linger.ms", "5")
         .set(
             "message.timeout.ms",
@@ -110,10 +110,16 @@ pub fn jsonl_lines(text: &[u8]) -> Vec<&[u8]> {
 }
 
 impl Producer {
+    /// A producer to `brokers`, authenticated as the environment says.
     pub fn new(brokers: &str) -> Result<Self> {
-        let inner = producer_config(brokers)
+        Self::connect(&KafkaConnection::from_env(brokers)?)
+    }
+
+    /// A producer on `conn`.
+    pub fn connect(conn: &KafkaConnection) -> Result<Self> {
+        let inner = producer_config(conn)
             .create()
-            .map_err(kafka_err(format!("kafka producer for {brokers}")))?;
+            .map_err(kafka_err(format!("kafka producer for {conn}")))?;
         Ok(Self { inner })
     }
 

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message, Timestamp};
@@ -19,6 +18,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use refold::error::{Error, ErrorKind, Result};
 use refold::record::SourceRecord;
 
+use crate::connection::KafkaConnection;
 use crate::kafka_err;
 
 /// How long a metadata or watermark request may take.
@@ -116,9 +116,9 @@ fn span(topic: &str, partition: i32, asked: i64, low: i64, high: i64) -> Result<
     }))
 }
 
-fn consumer(brokers: &str, group: &str) -> Result<BaseConsumer> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+/// A consumer on `conn` (never commits, never jumps to another offset).
+fn consumer_with(conn: &KafkaConnection, group: &str) -> Result<BaseConsumer> {
+    conn.client_config()
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
@@ -130,7 +130,7 @@ fn consumer(brokers: &str, group: &str) -> Result<BaseConsumer> {
             FETCH_WAIT_MAX.as_millis().to_string(),
         )
         .create()
-        .map_err(kafka_err(format!("kafka consumer for {brokers}")))
+        .map_err(kafka_err(format!("kafka consumer for {conn}")))
 }
 
 fn source_record(m: &BorrowedMessage<'_>) -> SourceRecord {
@@ -165,9 +165,16 @@ pub struct TopicReader {
 }
 
 impl TopicReader {
+    /// A reader of `topic` at `brokers`, authenticated as the environment says.
     pub fn new(brokers: &str, topic: &str) -> Result<Self> {
+        Self::connect(&KafkaConnection::from_env(brokers)?, topic)
+    }
+
+    /// A reader of `topic` on `conn`.
+    pub fn connect(conn: &KafkaConnection, topic: &str) -> Result<Self> {
+        let group = format!("refold-reader-{}", std::process::id());
         Ok(Self {
-            consumer: consumer(brokers, &format!("refold-reader-{}", std::process::id()))?,
+            consumer: consumer_with(conn, &group)?,
             topic: topic.to_owned(),
             next: BTreeMap::new(),
             assigned: BTreeMap::new(),
