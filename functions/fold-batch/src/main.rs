@@ -5,13 +5,21 @@ use std::sync::Arc;
 use aws_lambda_events::event::kafka::KafkaEvent;
 use fold_batch::handler::FoldBatch;
 use lambda_runtime::{LambdaEvent, service_fn};
-use refold::engine::BatchProcessor;
+use refold::engine::{BatchProcessor, config};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     // Honours AWS_LAMBDA_LOG_LEVEL / AWS_LAMBDA_LOG_FORMAT (Lambda's logging controls).
     lambda_runtime::tracing::init_default_subscriber();
-    let handler = Arc::new(FoldBatch::new(BatchProcessor::from_env().await?));
+    // The catalog REFOLD_CATALOG names (glue or sql); pipeline and dead letters as
+    // BatchProcessor::from_env reads them.
+    let processor = BatchProcessor::open(
+        config::pipeline_from_env()?,
+        refold_aws::catalog_from_env().await?,
+        config::dead_letters_from_env()?,
+    )
+    .await?;
+    let handler = Arc::new(FoldBatch::new(processor));
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<KafkaEvent>| {
         let h = Arc::clone(&handler);
         async move {

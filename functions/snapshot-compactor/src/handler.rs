@@ -35,9 +35,11 @@ impl SnapshotCompactor {
         })
     }
 
-    /// Pipeline and catalog from the environment (`refold::engine::config`).
+    /// Pipeline and catalog from the environment (`refold::engine::config`; the catalog
+    /// `REFOLD_CATALOG` names, `glue` or `sql`, through `refold_aws::catalog_from_env`).
     pub async fn from_env() -> Result<Self> {
-        Self::open(config::pipeline_from_env()?, config::catalog_from_env()?).await
+        let cp = config::pipeline_from_env()?;
+        Self::open(cp, refold_aws::catalog_from_env().await?).await
     }
 
     /// No EMF line on stdout (tests).
