@@ -25,6 +25,25 @@ pub mod config;
 
 pub use config::table_config;
 
+/// Records (decodable or not) one [`BatchProcessor::process`] takes. An event source mapping
+/// batch is at most 10,000 records (and 6 MB), a replay batch `REFOLD_REPLAY_BATCH_RECORDS`
+/// (10,000 by default); ten times that is a caller's bug, refused before any work.
+pub const MAX_RECORDS_PER_BATCH: usize = 100_000;
+
+/// Refuses a batch of more than [`MAX_RECORDS_PER_BATCH`] records.
+pub fn check_batch_size(records: usize) -> Result<()> {
+    if records > MAX_RECORDS_PER_BATCH {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "a batch of {records} records, more than the limit of {MAX_RECORDS_PER_BATCH}: \
+                 split it"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// What one batch did.
 #[derive(Debug, Default, Clone)]
 pub struct BatchReport {
@@ -118,6 +137,7 @@ impl BatchProcessor {
         records: Vec<SourceRecord>,
         undecodable: Vec<DeadLetter>,
     ) -> Result<BatchReport> {
+        check_batch_size(records.len() + undecodable.len())?;
         let mut parts: BTreeMap<i32, (Vec<SourceRecord>, Vec<DeadLetter>)> = BTreeMap::new();
         for r in records {
             parts.entry(r.partition).or_default().0.push(r);
@@ -218,5 +238,21 @@ impl BatchProcessor {
                 first - 1
             ),
         ))
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn batches_past_the_limit_are_refused() {
+        assert!(check_batch_size(MAX_RECORDS_PER_BATCH).is_ok());
+        let e = check_batch_size(MAX_RECORDS_PER_BATCH + 1).err();
+        let e = e.map(|e| (e.kind(), e.to_string()));
+        assert!(
+            matches!(&e, Some((ErrorKind::InvalidInput, m)) if m.contains("more than the limit of 100000")),
+            "{e:?}"
+        );
     }
 }

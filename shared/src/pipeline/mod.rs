@@ -15,6 +15,7 @@
 
 pub mod duration;
 pub mod env;
+pub mod limits;
 pub mod problem;
 mod read;
 mod validate;
@@ -424,21 +425,28 @@ impl Loaded {
 /// Reads and parses a pipeline file, substituting variables from the process environment.
 /// Only I/O fails here; everything wrong with the content is in [`Loaded::problems`].
 pub fn load(path: &Path) -> Result<Loaded, Error> {
+    let file_name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let len = std::fs::metadata(path).map_or(0, |m| m.len());
+    if len > limits::MAX_PIPELINE_BYTES as u64 {
+        return Ok(oversized(&file_name, len));
+    }
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::new(ErrorKind::Io, "cannot read pipeline file")
             .with_source(e)
             .with_context(path.display().to_string())
     })?;
-    let file_name = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
     Ok(parse(&text, &file_name, &|name| std::env::var(name).ok()))
 }
 
 /// Parses pipeline text. `file_name` is only used in messages; `env` resolves `${VAR}`
 /// (a function, so tests and the CLI need not touch the process environment).
 pub fn parse(text: &str, file_name: &str, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
+    if text.len() > limits::MAX_PIPELINE_BYTES {
+        return oversized(file_name, text.len() as u64);
+    }
     let root = match yaml::parse_tree(text, file_name) {
         Ok(root) => root,
         Err(problem) => {
@@ -451,12 +459,25 @@ pub fn parse(text: &str, file_name: &str, env: &dyn Fn(&str) -> Option<String>) 
     let mut reader = yaml::Reader::new(file_name, env);
     let pipeline = read::read_pipeline(&mut reader, &root);
     validate::check(&mut reader, &pipeline);
+    limits::check(&mut reader, &pipeline);
     let mut problems = reader.problems;
     problem::sort_by_position(&mut problems);
     let ok = !problems.iter().any(Problem::is_error);
     Loaded {
         pipeline: ok.then_some(pipeline),
         problems,
+    }
+}
+
+/// A pipeline refused for its size alone, before it is parsed.
+fn oversized(file_name: &str, len: u64) -> Loaded {
+    let message = format!(
+        "the pipeline is {len} bytes, more than the limit of {} bytes",
+        limits::MAX_PIPELINE_BYTES
+    );
+    Loaded {
+        pipeline: None,
+        problems: vec![Problem::error(file_name, "", None, message)],
     }
 }
 
