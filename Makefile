@@ -12,8 +12,9 @@ demo:
 test:
 	scripts/test.sh
 
+## refold against its baselines, measured in the same run; prints one table (BENCHMARKS.md).
 bench:
-	cargo bench -p refold
+	scripts/bench.sh
 
 lint:
 	cargo fmt --all --check
