@@ -1,7 +1,8 @@
-//! No credential appears in a log line or an error. A SCRAM password and an mTLS key are
-//! handed to clients that cannot connect (nobody listens on the port); everything logged
-//! meanwhile (refold's tracing, and librdkafka's own log with every debug context on, bridged
-//! from the `log` crate) and the errors' `Display` and `Debug` are searched for them.
+//! No credential appears in a log line or an error. A SCRAM password and an mTLS client key
+//! (a real one, made by the `openssl` command, encrypted with a passphrase) are handed to
+//! clients that cannot connect (nobody listens on the port); everything logged meanwhile
+//! (refold's tracing, and librdkafka's own log with every debug context on, bridged from the
+//! `log` crate) and the errors' `Display` and `Debug` are searched for them.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,6 @@ use refold_kafka::{
 };
 
 const PASSWORD: &str = "pw-7f3a9c-never-print-me";
-const KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nkey-5e1d0b-never-print-me\n-----END PRIVATE KEY-----";
 const KEY_PASSWORD: &str = "kp-44c2-never-print-me";
 
 #[derive(Clone, Default)]
@@ -47,9 +47,47 @@ fn dead_brokers() -> String {
     format!("127.0.0.1:{port}")
 }
 
-fn assert_clean(what: &str, text: &str) {
-    for secret in [PASSWORD, "key-5e1d0b", KEY_PASSWORD] {
-        assert!(!text.contains(secret), "{what} shows a secret ({secret}):\n{text}");
+/// A self-signed client certificate and its private key encrypted with [`KEY_PASSWORD`]
+/// (PEM), made by `openssl` (the test fails without it).
+fn client_certificate() -> (String, String) {
+    let dir = std::env::temp_dir().join(format!("refold-secrets-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-subj",
+            "/CN=refold-test",
+            "-days",
+            "1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-passout", &format!("pass:{KEY_PASSWORD}")])
+        .output()
+        .expect("the openssl command (Debian: apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).expect("read PEM");
+    let pems = (read(&cert), read(&key));
+    let _ = std::fs::remove_dir_all(&dir);
+    pems
+}
+
+fn assert_clean(what: &str, text: &str, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(
+            !text.contains(secret),
+            "{what} shows a secret ({secret}):\n{text}"
+        );
     }
 }
 
@@ -72,11 +110,14 @@ async fn no_secret_in_logs_or_errors() {
         Secret::new(PASSWORD),
     );
     scram.debug = Some("all".into());
+    let (certificate_pem, key_pem) = client_certificate();
+    // A line of the key's base64 body stands for the key.
+    let key_line = key_pem.lines().nth(1).expect("a PEM body").to_owned();
+    let secrets = [PASSWORD, KEY_PASSWORD, key_line.as_str()];
     let mtls = KafkaConnection {
         auth: KafkaAuth::Mtls {
-            certificate_pem: "-----BEGIN CERTIFICATE-----\nnot a real one\n-----END CERTIFICATE-----"
-                .into(),
-            key_pem: Secret::new(KEY_PEM),
+            certificate_pem,
+            key_pem: Secret::new(key_pem),
             key_password: Some(Secret::new(KEY_PASSWORD)),
         },
         ..scram.clone()
@@ -93,16 +134,14 @@ async fn no_secret_in_logs_or_errors() {
             Ok(records) => panic!("read {} records from a dead broker", records.len()),
             Err(e) => errors.push(format!("{e} | {e:?}")),
         }
-        let admin = tokio::time::timeout(
-            Duration::from_secs(30),
-            create_topic_on(conn, "t", 1),
-        )
-        .await;
+        let admin =
+            tokio::time::timeout(Duration::from_secs(30), create_topic_on(conn, "t", 1)).await;
         match admin {
             Ok(Ok(())) => panic!("created a topic on a dead broker"),
             Ok(Err(e)) => errors.push(format!("{e} | {e:?}")),
             Err(_) => errors.push("admin timed out".into()),
         }
+        // Created (the key decrypts), or refused with an error to search.
         if let Err(e) = Producer::connect(conn) {
             errors.push(format!("{e} | {e:?}"));
         }
@@ -119,10 +158,18 @@ async fn no_secret_in_logs_or_errors() {
         text.lines().count() > 20,
         "librdkafka's debug log reached the capture:\n{text}"
     );
-    assert_clean("the log", &text);
+    assert!(
+        text.contains("SSL client certificate"),
+        "the mTLS connection was logged:\n{text}"
+    );
+    assert_clean("the log", &text, &secrets);
     assert!(!errors.is_empty());
     for e in &errors {
         println!("error: {e}");
-        assert_clean("an error", e);
+        assert!(
+            !e.contains("PEM"),
+            "the client key was refused, not used: {e}"
+        );
+        assert_clean("an error", e, &secrets);
     }
 }
