@@ -15,14 +15,15 @@ use super::store::ReplayStore;
 use super::worker::{ShardReport, WorkerLimits, run_shard};
 use super::{start, target};
 use crate::batch::{CompiledPipeline, KeyCheck};
-use crate::pipeline::Pipeline;
 use crate::dead_letter::DeadLetterStore;
 use crate::engine::table_config;
 use crate::error::Result;
+use crate::pipeline::Pipeline;
 use crate::table::{CatalogConfig, StateTable};
 
 /// Where a replay's dead letters go (apart from the live pipeline's).
-pub type DeadLettersFor = Arc<dyn Fn(&ReplayPlan) -> Result<Arc<dyn DeadLetterStore>> + Send + Sync>;
+pub type DeadLettersFor =
+    Arc<dyn Fn(&ReplayPlan) -> Result<Arc<dyn DeadLetterStore>> + Send + Sync>;
 
 pub struct ReplayWorker {
     /// The pipeline (compiled per invocation: a compiled pipeline is neither `Clone` nor

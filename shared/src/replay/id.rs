@@ -39,7 +39,9 @@ impl ReplayId {
             && b[9..15].iter().all(u8::is_ascii_digit)
             && b[15] == b'z'
             && b[16] == b'-'
-            && b[17..].iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
+            && b[17..]
+                .iter()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
         ok.then(|| Self(s.to_owned()))
     }
 
@@ -87,7 +89,12 @@ mod tests {
         assert_eq!(ReplayId::parse(a.as_str()).unwrap(), a);
         let later = ReplayId::new(t + chrono::Duration::seconds(1));
         assert!(later > a);
-        for bad in ["", "../../etc", "20261202t051500z-3F9A1C2E", "20261202t051500z_3f9a1c2e"] {
+        for bad in [
+            "",
+            "../../etc",
+            "20261202t051500z-3F9A1C2E",
+            "20261202t051500z_3f9a1c2e",
+        ] {
             assert!(ReplayId::parse(bad).is_err(), "{bad}");
         }
         assert!(!a.table_suffix().contains('-'));

@@ -82,7 +82,10 @@ pub async fn handle_invocation(
             if task.invocation + 1 >= MAX_INVOCATIONS_PER_SHARD {
                 return Err(Error::new(
                     ErrorKind::Internal,
-                    format!("shard {} took {MAX_INVOCATIONS_PER_SHARD} invocations", task.shard),
+                    format!(
+                        "shard {} took {MAX_INVOCATIONS_PER_SHARD} invocations",
+                        task.shard
+                    ),
                 ));
             }
             invoker.invoke(task.next()).await?;
@@ -93,7 +96,11 @@ pub async fn handle_invocation(
     if let Err(e) = &res {
         let reason = format!("shard {} invocation {}: {e}", task.shard, task.invocation);
         let mark = store
-            .mark(&task.pipeline, &task.replay_id, Marker::failed(now_ms(), &reason))
+            .mark(
+                &task.pipeline,
+                &task.replay_id,
+                Marker::failed(now_ms(), &reason),
+            )
             .await;
         if let Err(m) = mark {
             tracing::error!(error = %m, "could not mark the replay failed");

@@ -77,7 +77,10 @@ impl MemoryTopic {
         if topic != self.topic {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
-                format!("topic {topic} does not exist (memory topic is {})", self.topic),
+                format!(
+                    "topic {topic} does not exist (memory topic is {})",
+                    self.topic
+                ),
             ));
         }
         Ok(())

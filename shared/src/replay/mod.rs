@@ -23,6 +23,7 @@
 //! partitions (a key's events stay in order); the target table's committed offsets decide
 //! where a shard resumes, so a duplicated or re-invoked shard lands once.
 
+pub mod handler;
 pub mod id;
 pub mod invoker;
 pub mod memory;
@@ -31,11 +32,10 @@ pub mod problem;
 pub mod promote;
 pub mod request;
 pub mod resolve;
-pub mod handler;
-pub mod start;
 pub mod service;
 pub mod shard;
 pub mod source;
+pub mod start;
 pub mod status;
 pub mod store;
 pub mod target;

@@ -18,12 +18,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use super::shard::{PartitionRange, Shard};
 use super::id::ReplayId;
 use super::problem::{ReplayConflict, RequestError};
 use super::request::{FromOffset, ReplayRequest};
 use super::resolve::{OffsetResolver, Watermarks};
 use super::shard::shard;
+pub use super::shard::{PartitionRange, Shard};
 use crate::batch::CompiledPipeline;
 use crate::error::{Error, Result};
 use crate::table::TableIdentity;
@@ -76,17 +76,20 @@ impl ReplayPlan {
     }
 
     pub fn shard(&self, index: u32) -> Result<&Shard> {
-        self.shards.iter().find(|s| s.index == index).ok_or_else(|| {
-            RequestError::new(
-                "shard",
-                format!(
-                    "replay {} has shards 0..{}, not {index}",
-                    self.replay_id,
-                    self.shards.len()
-                ),
-            )
-            .into_error()
-        })
+        self.shards
+            .iter()
+            .find(|s| s.index == index)
+            .ok_or_else(|| {
+                RequestError::new(
+                    "shard",
+                    format!(
+                        "replay {} has shards 0..{}, not {index}",
+                        self.replay_id,
+                        self.shards.len()
+                    ),
+                )
+                .into_error()
+            })
     }
 
     /// Records in all ranges.
@@ -256,7 +259,11 @@ fn check_map_partitions(req: &ReplayRequest, partitions: &[i32]) -> Result<()> {
         .copied()
         .filter(|p| !m.contains_key(p))
         .collect();
-    let unknown: Vec<i32> = m.keys().copied().filter(|p| !partitions.contains(p)).collect();
+    let unknown: Vec<i32> = m
+        .keys()
+        .copied()
+        .filter(|p| !partitions.contains(p))
+        .collect();
     if missing.is_empty() && unknown.is_empty() {
         return Ok(());
     }

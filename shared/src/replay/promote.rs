@@ -43,8 +43,7 @@ use crate::engine::{BatchProcessor, table_config};
 use crate::error::{Error, ErrorKind, Result};
 use crate::table::commit::commit_properties;
 use crate::table::{
-    CatalogConfig, Loaded, OWNER_PROPERTY, StateTable, SwapRequest, TableIdentity, catalog,
-    offsets,
+    CatalogConfig, Loaded, OWNER_PROPERTY, StateTable, SwapRequest, TableIdentity, catalog, offsets,
 };
 
 /// A test hook run before each compare-and-set (with the attempt number, 1 = first).
@@ -111,11 +110,11 @@ pub async fn promote(
     opts: &PromoteOptions,
 ) -> Result<Promoted> {
     let plan = &r.plan;
-    let cp = CompiledPipeline::compile(input.cp.pipeline.clone())?
-        .with_key_check(input.cp.key_check);
+    let cp =
+        CompiledPipeline::compile(input.cp.pipeline.clone())?.with_key_check(input.cp.key_check);
     let live = StateTable::open_or_create(table_config(&cp, input.catalog.clone())?).await?;
-    let engine = target::open_engine(cp, input.catalog.clone(), plan, input.dead_letters.clone())
-        .await?;
+    let engine =
+        target::open_engine(cp, input.catalog.clone(), plan, input.dead_letters.clone()).await?;
     let committed = engine.table().committed_offsets().await?;
     let st = status::status(r, &committed, now_ms());
     match st.state {
@@ -162,7 +161,10 @@ pub async fn promote(
                 live_offsets,
             });
         }
-        tracing::info!(attempt, "promotion lost to a live commit; catching up again");
+        tracing::info!(
+            attempt,
+            "promotion lost to a live commit; catching up again"
+        );
     }
     Err(Error::new(
         ErrorKind::CommitConflict,
@@ -187,7 +189,11 @@ async fn catch_up(
         .map(|r| PartitionRange {
             partition: r.partition,
             from: r.from,
-            to: live_offsets.get(&r.partition).copied().unwrap_or(r.to).max(r.to),
+            to: live_offsets
+                .get(&r.partition)
+                .copied()
+                .unwrap_or(r.to)
+                .max(r.to),
         })
         .collect();
     let catch = ReplayPlan {
@@ -201,7 +207,16 @@ async fn catch_up(
     let deadline = Instant::now() + opts.catch_up_budget;
     let mut limits = opts.worker.clone();
     limits.deadline_margin_ms = 0;
-    let rep = run_shard(&catch, 0, engine, input.source, input.store, &limits, deadline).await?;
+    let rep = run_shard(
+        &catch,
+        0,
+        engine,
+        input.source,
+        input.store,
+        &limits,
+        deadline,
+    )
+    .await?;
     if rep.outcome != ShardOutcome::Done {
         return Err(Error::new(
             ErrorKind::Io,
@@ -269,7 +284,10 @@ async fn finish(
     let (cat, io) = catalog::connect(input.catalog).await?;
     cat.register(&before.ident()?, &old_live.location).await?;
     let retire = HashMap::from([
-        (OWNER_PROPERTY.to_owned(), format!("promoted:{}", plan.source_table)),
+        (
+            OWNER_PROPERTY.to_owned(),
+            format!("promoted:{}", plan.source_table),
+        ),
         (PROMOTED_TO_PROPERTY.to_owned(), plan.source_table.clone()),
     ]);
     let ident = target_table.config().table.ident()?;
@@ -280,6 +298,9 @@ async fn finish(
         at_ms: now_ms(),
         previous_table: before.to_string(),
     };
-    input.store.mark(&plan.pipeline, &plan.replay_id, marker).await?;
+    input
+        .store
+        .mark(&plan.pipeline, &plan.replay_id, marker)
+        .await?;
     Ok(before.to_string())
 }

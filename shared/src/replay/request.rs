@@ -234,8 +234,8 @@ impl ReplayRequest {
                 ),
             ));
         }
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| err("body", format!("not JSON: {e}")))?;
+        let v: Value =
+            serde_json::from_slice(body).map_err(|e| err("body", format!("not JSON: {e}")))?;
         let Value::Object(m) = v else {
             return Err(err("body", "must be a JSON object"));
         };

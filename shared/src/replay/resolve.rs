@@ -22,6 +22,10 @@ pub trait OffsetResolver: Send + Sync {
     /// The first offset whose record time is at or after `time_ms`; `None` when no record is
     /// (past the end). Adapters map a broker's "past the end" answers (-1, or 0 on tansu
     /// for a time after the last record) to `None` by checking against the watermarks.
-    async fn offset_for_time(&self, topic: &str, partition: i32, time_ms: i64)
-    -> Result<Option<i64>>;
+    async fn offset_for_time(
+        &self,
+        topic: &str,
+        partition: i32,
+        time_ms: i64,
+    ) -> Result<Option<i64>>;
 }

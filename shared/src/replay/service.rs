@@ -69,7 +69,9 @@ impl ReplayService {
         if pipeline_id == self.cp.name() {
             Ok(())
         } else {
-            Err(ReplayNotFound::error(format!("pipeline `{pipeline_id:.64}`")))
+            Err(ReplayNotFound::error(format!(
+                "pipeline `{pipeline_id:.64}`"
+            )))
         }
     }
 
@@ -127,10 +129,15 @@ impl ReplayService {
     }
 
     async fn status_of(&self, r: &StoredReplay) -> Result<ReplayStatus> {
-        let cfg = target::target_config(&self.cp, self.catalog.clone(), &r.plan)?;
-        let committed = match target::open_existing(cfg).await? {
-            Some(t) if r.promoted().is_none() => t.committed_offsets().await?,
-            _ => Default::default(),
+        // A promoted replay's table is the live table now; its own entry is retired.
+        let committed = if r.promoted().is_some() {
+            Default::default()
+        } else {
+            let cfg = target::target_config(&self.cp, self.catalog.clone(), &r.plan)?;
+            match target::open_existing(cfg).await? {
+                Some(t) => t.committed_offsets().await?,
+                None => Default::default(),
+            }
         };
         Ok(status(r, &committed, chrono::Utc::now().timestamp_millis()))
     }

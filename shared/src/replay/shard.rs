@@ -88,7 +88,10 @@ mod tests {
         assert_eq!(parts(1), vec![1, 2, 4]);
         assert_eq!((s[0].events(), s[1].events()), (140, 120));
         // Every partition exactly once.
-        let mut all: Vec<i32> = s.iter().flat_map(|s| s.ranges.iter().map(|r| r.partition)).collect();
+        let mut all: Vec<i32> = s
+            .iter()
+            .flat_map(|s| s.ranges.iter().map(|r| r.partition))
+            .collect();
         all.sort();
         assert_eq!(all, vec![0, 1, 2, 3, 4]);
     }

@@ -55,14 +55,20 @@ pub async fn seed_shard(
         .await
         .map_err(|e| e.with_context(ctx()))?;
     let mut by_part: BTreeMap<i32, Vec<StateRow>> = BTreeMap::new();
-    for r in rows.into_iter().filter(|r| parts.contains(&r.source_partition)) {
+    for r in rows
+        .into_iter()
+        .filter(|r| parts.contains(&r.source_partition))
+    {
         by_part.entry(r.source_partition).or_default().push(r);
     }
     let mut n = 0;
     for p in parts {
         let rows = by_part.remove(&p).unwrap_or_default();
         let next = offsets.get(&p).copied().ok_or_else(|| {
-            Error::new(ErrorKind::Internal, format!("checkpoint offset of partition {p}"))
+            Error::new(
+                ErrorKind::Internal,
+                format!("checkpoint offset of partition {p}"),
+            )
         })?;
         n += seed_partition(&target, p, rows, next)
             .await
@@ -71,7 +77,12 @@ pub async fn seed_shard(
     Ok(n)
 }
 
-async fn seed_partition(target: &StateTable, p: i32, rows: Vec<StateRow>, next: i64) -> Result<usize> {
+async fn seed_partition(
+    target: &StateTable,
+    p: i32,
+    rows: Vec<StateRow>,
+    next: i64,
+) -> Result<usize> {
     let keys: Vec<(String, String)> = rows.iter().map(StateRow::identity).collect();
     let n = rows.len();
     let mut rows = Some(rows);
@@ -79,7 +90,11 @@ async fn seed_partition(target: &StateTable, p: i32, rows: Vec<StateRow>, next: 
         .merge_batch(p, &keys, async |committed, _priors| {
             Ok(FoldedBatch {
                 // Called again only after a conflict; the target has one writer per partition.
-                rows: if committed < next { rows.take().unwrap_or_default() } else { Vec::new() },
+                rows: if committed < next {
+                    rows.take().unwrap_or_default()
+                } else {
+                    Vec::new()
+                },
                 next_offset: next.max(committed),
                 extra_summary: BTreeMap::from([(
                     "refold.replay-seed".to_owned(),

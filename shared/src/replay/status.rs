@@ -90,7 +90,11 @@ pub fn status(r: &StoredReplay, committed: &BTreeMap<i32, i64>, now_ms: i64) -> 
                 partition: x.partition,
                 from: x.from,
                 to: x.to,
-                position: committed.get(&x.partition).copied().unwrap_or(-1).clamp(x.from, x.to),
+                position: committed
+                    .get(&x.partition)
+                    .copied()
+                    .unwrap_or(-1)
+                    .clamp(x.from, x.to),
             })
             .collect();
         let t: i64 = s.events();

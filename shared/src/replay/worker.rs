@@ -67,7 +67,11 @@ pub struct ShardReport {
 pub fn remaining(plan: &ReplayPlan, shard: u32, committed: &BTreeMap<i32, i64>) -> Result<Ranges> {
     let mut todo = Ranges::new();
     for r in &plan.shard(shard)?.ranges {
-        let pos = committed.get(&r.partition).copied().unwrap_or(-1).max(r.from);
+        let pos = committed
+            .get(&r.partition)
+            .copied()
+            .unwrap_or(-1)
+            .max(r.from);
         if pos < r.to {
             todo.insert(r.partition, (pos, r.to));
         }
@@ -115,7 +119,11 @@ pub async fn run_shard(
     let mut reader = source.open(&plan.topic)?;
     let mut last: Option<Ranges> = None;
     let outcome = loop {
-        if store.get(&plan.pipeline, &plan.replay_id).await?.cancelled() {
+        if store
+            .get(&plan.pipeline, &plan.replay_id)
+            .await?
+            .cancelled()
+        {
             break ShardOutcome::Cancelled;
         }
         let committed = engine.table().committed_offsets().await?;
@@ -123,14 +131,22 @@ pub async fn run_shard(
         report.positions = positions(plan, shard, &committed)?;
         if todo.is_empty() {
             store
-                .mark(&plan.pipeline, &plan.replay_id, Marker::ShardDone { at_ms: now_ms(), shard })
+                .mark(
+                    &plan.pipeline,
+                    &plan.replay_id,
+                    Marker::ShardDone {
+                        at_ms: now_ms(),
+                        shard,
+                    },
+                )
                 .await?;
             break ShardOutcome::Done;
         }
         if last.as_ref() == Some(&todo) {
             return Err(stuck(plan, shard, &todo));
         }
-        if Instant::now() + margin >= deadline || report.batches >= limits.max_batches_per_invocation
+        if Instant::now() + margin >= deadline
+            || report.batches >= limits.max_batches_per_invocation
         {
             break ShardOutcome::Continue;
         }
@@ -140,7 +156,10 @@ pub async fn run_shard(
         if !b.failed_at.is_empty() {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
-                format!("on_error: fail stopped the replay at {:?} (partition: offset)", b.failed_at),
+                format!(
+                    "on_error: fail stopped the replay at {:?} (partition: offset)",
+                    b.failed_at
+                ),
             ));
         }
         report.counts += b.counts;
@@ -152,12 +171,25 @@ pub async fn run_shard(
     Ok(report)
 }
 
-fn positions(plan: &ReplayPlan, shard: u32, committed: &BTreeMap<i32, i64>) -> Result<BTreeMap<i32, i64>> {
+fn positions(
+    plan: &ReplayPlan,
+    shard: u32,
+    committed: &BTreeMap<i32, i64>,
+) -> Result<BTreeMap<i32, i64>> {
     Ok(plan
         .shard(shard)?
         .ranges
         .iter()
-        .map(|r| (r.partition, committed.get(&r.partition).copied().unwrap_or(-1).max(r.from)))
+        .map(|r| {
+            (
+                r.partition,
+                committed
+                    .get(&r.partition)
+                    .copied()
+                    .unwrap_or(-1)
+                    .max(r.from),
+            )
+        })
         .collect())
 }
 

@@ -17,7 +17,9 @@ pub struct MemoryReplayStore {
 }
 
 impl MemoryReplayStore {
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<(String, ReplayId), StoredReplay>>> {
+    fn lock(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, BTreeMap<(String, ReplayId), StoredReplay>>> {
         self.replays
             .lock()
             .map_err(|_| Error::new(ErrorKind::Internal, "replay store lock poisoned"))

@@ -71,8 +71,9 @@ impl ObjectReplayStore {
     }
 
     async fn write_json(&self, path: &str, value: &impl serde::Serialize) -> Result<()> {
-        let body = serde_json::to_vec_pretty(value)
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("encode {path}")).with_source(e))?;
+        let body = serde_json::to_vec_pretty(value).map_err(|e| {
+            Error::new(ErrorKind::Internal, format!("encode {path}")).with_source(e)
+        })?;
         let io_err =
             |e: iceberg::Error| Error::new(ErrorKind::Io, format!("write {path}")).with_source(e);
         self.io
@@ -156,7 +157,9 @@ impl ReplayStore for ObjectReplayStore {
         check_pipeline_name(pipeline)?;
         let files = self.list_files(pipeline).await?;
         let groups = self.by_replay(pipeline, &files);
-        let Some(paths) = groups.get(id).filter(|v| v.iter().any(|p| p.ends_with("/plan.json")))
+        let Some(paths) = groups
+            .get(id)
+            .filter(|v| v.iter().any(|p| p.ends_with("/plan.json")))
         else {
             return Err(ReplayNotFound::error(format!(
                 "replay {id} of pipeline {pipeline}"
@@ -190,7 +193,9 @@ impl ReplayStore for ObjectReplayStore {
             .io
             .exists(format!("{dir}/plan.json"))
             .await
-            .map_err(|e| Error::new(ErrorKind::Io, format!("stat {dir}/plan.json")).with_source(e))?
+            .map_err(|e| {
+                Error::new(ErrorKind::Io, format!("stat {dir}/plan.json")).with_source(e)
+            })?
         {
             return Err(ReplayNotFound::error(format!(
                 "replay {id} of pipeline {pipeline}"
