@@ -5,6 +5,7 @@ mod checkpoints;
 mod compact;
 mod demo;
 mod fold;
+mod replay;
 mod state;
 mod validate;
 
@@ -94,6 +95,70 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         batch_size: usize,
     },
+    /// Rebuild the view from the topic's history into a new table, with parallel shards
+    /// (whole partitions each) run in process; prints the replay id and the target table.
+    Replay {
+        pipeline: PathBuf,
+        #[arg(long, default_value = "warehouse")]
+        warehouse: PathBuf,
+        /// Read from this Kafka broker (HOST:PORT)...
+        #[arg(long, conflicts_with = "events", required_unless_present = "events")]
+        brokers: Option<String>,
+        /// ...or load this JSONL file into an in-process topic (keyed as `refold demo`).
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// earliest | latest_checkpoint | an offset | '{"0": 12, ...}' | an RFC 3339 time.
+        #[arg(long, default_value = "earliest")]
+        from: String,
+        /// The last record time included (RFC 3339); default: the end of each partition now.
+        #[arg(long)]
+        to_timestamp: Option<String>,
+        /// Shards run in parallel (at most the topic's partitions).
+        #[arg(long, default_value_t = 1)]
+        parallel: u32,
+        /// Target table name in the live table's namespace (default <table>__replay_<id>).
+        #[arg(long)]
+        target: Option<String>,
+        /// Consumer group of the replay (default <pipeline>-replay).
+        #[arg(long)]
+        target_consumer_group: Option<String>,
+        /// Records per batch.
+        #[arg(long, default_value_t = 10_000)]
+        batch_size: usize,
+        /// Time budget of one shard invocation, seconds (a Lambda's timeout); a shard
+        /// continues in a new invocation when it runs out.
+        #[arg(long, default_value_t = 900)]
+        invocation_seconds: u64,
+    },
+    /// List the replays of a pipeline and their state.
+    Replays {
+        pipeline: PathBuf,
+        #[arg(long, default_value = "warehouse")]
+        warehouse: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Swap a finished replay's table in as the live table (after catching it up).
+    Promote {
+        pipeline: PathBuf,
+        #[arg(long, default_value = "warehouse")]
+        warehouse: PathBuf,
+        /// The replay id (`refold replays`).
+        #[arg(long)]
+        replay: String,
+        #[arg(long, conflicts_with = "events", required_unless_present = "events")]
+        brokers: Option<String>,
+        #[arg(long)]
+        events: Option<PathBuf>,
+    },
+}
+
+fn events_of(brokers: Option<String>, events: Option<PathBuf>) -> replay::Events {
+    match (brokers, events) {
+        (Some(b), _) => replay::Events::Brokers(b),
+        (None, Some(f)) => replay::Events::File(f),
+        (None, None) => replay::Events::Brokers("localhost:9092".into()),
+    }
 }
 
 #[tokio::main]
@@ -145,6 +210,45 @@ async fn main() -> ExitCode {
             })
             .await
         }
+        Command::Replay {
+            pipeline,
+            warehouse,
+            brokers,
+            events,
+            from,
+            to_timestamp,
+            parallel,
+            target,
+            target_consumer_group,
+            batch_size,
+            invocation_seconds,
+        } => {
+            replay::replay(replay::ReplayArgs {
+                pipeline,
+                warehouse,
+                events: events_of(brokers, events),
+                from,
+                to_timestamp,
+                parallel,
+                target,
+                target_group: target_consumer_group,
+                batch_size,
+                invocation_s: invocation_seconds,
+            })
+            .await
+        }
+        Command::Replays {
+            pipeline,
+            warehouse,
+            json,
+        } => replay::list(&pipeline, &warehouse, json).await,
+        Command::Promote {
+            pipeline,
+            warehouse,
+            replay: id,
+            brokers,
+            events,
+        } => replay::promote_cmd(&pipeline, &warehouse, &id, events_of(brokers, events)).await,
     };
     match result {
         Ok(code) => code,

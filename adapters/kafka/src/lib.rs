@@ -15,6 +15,8 @@
 //! - [`connection`]: [`KafkaConnection`], brokers and authentication (SASL/SCRAM, mTLS; from
 //!   the environment or given), the one place every client's `ClientConfig` starts from.
 //!   Constructors taking `brokers: &str` authenticate as the environment says.
+//! - [`replay`]: the replay ports: [`KafkaOffsets`] (watermarks, `offsets_for_times`) and
+//!   [`KafkaRanges`] (offset ranges read in bounded batches).
 //!
 //! The ESM JSON is built by hand (serde_json), so this crate does not depend on
 //! `aws_lambda_events` (only `functions/*` do).
@@ -31,6 +33,7 @@ pub mod esm;
 pub mod mock;
 pub mod producer;
 pub mod reader;
+pub mod replay;
 
 pub use admin::{create_topic, create_topic_on};
 pub use connection::{KafkaAuth, KafkaConnection, ScramMechanism, Secret};
@@ -39,6 +42,7 @@ pub use esm::{EsmSource, consume_esm_batches, esm_event, esm_record};
 pub use mock::{MockBroker, mock_windows};
 pub use producer::{ProduceReport, Producer, default_partition, jsonl_lines};
 pub use reader::{BeyondRetention, TopicReader, beyond_retention, read_topic};
+pub use replay::{KafkaOffsets, KafkaRanges};
 
 use rdkafka::error::KafkaError;
 use refold::error::{Error, ErrorKind};

@@ -163,12 +163,27 @@ impl Producer {
         lines: &[&[u8]],
         key_of: impl Fn(&[u8]) -> Option<String>,
     ) -> Result<ProduceReport> {
+        self.produce_lines_at(topic, lines, key_of, |_| None).await
+    }
+
+    /// As [`Producer::produce_lines`], each record's Kafka timestamp `time_of(line)`
+    /// (milliseconds since the Unix epoch; `None`: the producer's clock).
+    pub async fn produce_lines_at(
+        &self,
+        topic: &str,
+        lines: &[&[u8]],
+        key_of: impl Fn(&[u8]) -> Option<String>,
+        time_of: impl Fn(&[u8]) -> Option<i64>,
+    ) -> Result<ProduceReport> {
         let keys: Vec<Option<String>> = lines.iter().map(|l| key_of(l)).collect();
         let mut pending = Vec::with_capacity(lines.len());
         for (line, key) in lines.iter().zip(&keys) {
             let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(*line);
             if let Some(k) = key {
                 rec = rec.key(k.as_bytes());
+            }
+            if let Some(t) = time_of(line) {
+                rec = rec.timestamp(t);
             }
             // Enqueued synchronously, in order (a key's records keep their order).
             pending.push(enqueue(&self.inner, rec, topic).await?);

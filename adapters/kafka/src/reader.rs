@@ -75,7 +75,7 @@ pub fn beyond_retention(e: &Error) -> Option<&BeyondRetention> {
     None
 }
 
-fn beyond_retention_error(b: BeyondRetention) -> Error {
+pub(crate) fn beyond_retention_error(b: BeyondRetention) -> Error {
     Error::new(
         ErrorKind::InvalidInput,
         "the records asked for are no longer in Kafka",
@@ -116,8 +116,14 @@ fn span(topic: &str, partition: i32, asked: i64, low: i64, high: i64) -> Result<
     }))
 }
 
+/// A consumer of the brokers at `brokers`, authenticated as the environment says
+/// ([`KafkaConnection::from_env`]).
+pub(crate) fn consumer(brokers: &str, group: &str) -> Result<BaseConsumer> {
+    consumer_with(&KafkaConnection::from_env(brokers)?, group)
+}
+
 /// A consumer on `conn` (never commits, never jumps to another offset).
-fn consumer_with(conn: &KafkaConnection, group: &str) -> Result<BaseConsumer> {
+pub(crate) fn consumer_with(conn: &KafkaConnection, group: &str) -> Result<BaseConsumer> {
     conn.client_config()
         .set("group.id", group)
         .set("enable.auto.commit", "false")
@@ -133,7 +139,7 @@ fn consumer_with(conn: &KafkaConnection, group: &str) -> Result<BaseConsumer> {
         .map_err(kafka_err(format!("kafka consumer for {conn}")))
 }
 
-fn source_record(m: &BorrowedMessage<'_>) -> SourceRecord {
+pub(crate) fn source_record(m: &BorrowedMessage<'_>) -> SourceRecord {
     let timestamp_ms = match m.timestamp() {
         Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
         Timestamp::NotAvailable => None,
