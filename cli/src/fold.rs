@@ -4,8 +4,11 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use refold::batch::{CompiledPipeline, KeyCheck, fold_in_memory};
-use refold::{pipeline, record};
+use refold::batch::{CompiledPipeline, KeyCheck};
+use refold::pipeline;
+
+mod output;
+mod stream;
 
 /// Loads a pipeline for a command that works offline (`fold`, `state`) and fails with every
 /// problem listed when it is not valid. Such commands never connect to the source, so an
@@ -36,25 +39,17 @@ pub fn run(pipeline_path: &Path, events: &Path, batch_size: usize) -> anyhow::Re
     anyhow::ensure!(batch_size > 0, "--batch-size must be at least 1");
     // A file is one partition: no key can sit in two, so records need no Kafka key.
     let cp = compile(pipeline_path)?.with_key_check(KeyCheck::Off);
-    let text = std::fs::read(events).with_context(|| format!("reading {}", events.display()))?;
-    let records = record::from_jsonl(&text, &events.display().to_string());
-    let view = fold_in_memory(&cp, &records, batch_size)?;
+    let file =
+        std::fs::File::open(events).with_context(|| format!("reading {}", events.display()))?;
+    let view = stream::fold_file(&cp, file, &events.display().to_string(), batch_size)
+        .with_context(|| format!("reading {}", events.display()))?;
 
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for row in view.rows.values() {
-        let line = serde_json::json!({
-            "tenant_id": row.tenant_id,
-            cp.key_field.as_str(): row.key,
-            "state": row.state,
-            "events_folded": row.events_folded,
-            "last_offset": row.last_offset,
-            "last_event_id": row.last_event_id,
-            "last_event_time_us": row.last_event_time_us,
-        });
-        std::io::Write::write_all(&mut out, format!("{line}\n").as_bytes())?;
+        serde_json::to_writer(&mut out, &output::Line::new(row, &cp.key_field))?;
+        std::io::Write::write_all(&mut out, b"\n")?;
     }
     std::io::Write::flush(&mut out)?;
-
     for dl in &view.dead_letters {
         eprintln!(
             "{}:{}: {} ({})",
