@@ -98,6 +98,17 @@ up() {
             echo "REFOLD_DEAD_LETTER=$DIR/dead-letters"
             kc=$(sed -n 's/^REFOLD_KAFKA_BROKERS=//p' "$env.tmp")
             echo "KAFKA_CONNECTION=${kc:-127.0.0.1:9092}"
+            # replay-api fans shards out to replay-worker (and a worker continues itself)
+            # through this same Invoke API, with the AWS SDK's Lambda client.
+            echo "REFOLD_REPLAY_WORKER_FUNCTION=replay-worker"
+            echo "AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$lp"
+            echo "AWS_REGION=${AWS_REGION:-us-east-1}"
+            echo "AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-testing}"
+            echo "AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-testing}"
+            # Small replay batches, two per invocation: every shard of the tests' replays
+            # spans several invocations (a worker continuing itself).
+            echo "REFOLD_REPLAY_BATCH_RECORDS=${REFOLD_REPLAY_BATCH_RECORDS:-500}"
+            echo "REFOLD_REPLAY_MAX_BATCHES_PER_INVOCATION=${REFOLD_REPLAY_MAX_BATCHES_PER_INVOCATION:-2}"
             echo "RUST_LOG=info"
           } >"$envfile"
         fi
@@ -109,9 +120,12 @@ up() {
         # every function crate, unless REFOLD_LAMBDA_PACKAGES names some.
         (cd "$ROOT" && cargo build --release -q ${REFOLD_LAMBDA_PACKAGES:--p fold-batch -p snapshot-compactor}) \
           || die "cargo build failed"
+        # Instances per function: the emulator runs an asynchronous invoke to completion
+        # before answering, so a replay's shards and each continuation of a shard (a worker
+        # invoking itself) hold one instance each until the chain ends.
         start lambda "$DIR/lambda.log" bash -c "cd '$ROOT' && exec cargo lambda watch --release \
           --ignore-changes --invoke-address 127.0.0.1 --invoke-port $lp \
-          --concurrency ${REFOLD_LAMBDA_CONCURRENCY:-4} ${extra[*]:-}"
+          --concurrency ${REFOLD_LAMBDA_CONCURRENCY:-12} ${extra[*]:-}"
         wait_port "$lp" 120 "cargo lambda watch" "$DIR/lambda.log"
         echo "REFOLD_LAMBDA_ENDPOINT=http://127.0.0.1:$lp" >>"$env.tmp"
         ;;

@@ -4,6 +4,8 @@
 //! - `glue` (feature `glue`): [`glue::GlueCatalogSwap`], the Glue Data Catalog as the state
 //!   tables' catalog (its compare-and-set is `UpdateTable` with `VersionId`), and
 //!   [`catalog_from_env`], which opens the catalog `REFOLD_CATALOG` names (`glue` or `sql`).
+//! - `invoke` (feature `lambda`): [`invoke::LambdaShardInvoker`], replay shards as
+//!   asynchronous invokes of the replay-worker function.
 //!
 //! Functions take `default-features = false, features = ["glue"]`: the Glue client, not the
 //! S3 SDK (they reach S3 through iceberg's `FileIO`, one S3 stack per function).
@@ -12,6 +14,8 @@
 mod catalog;
 #[cfg(feature = "glue")]
 pub mod glue;
+#[cfg(feature = "lambda")]
+pub mod invoke;
 #[cfg(feature = "s3")]
 mod s3;
 

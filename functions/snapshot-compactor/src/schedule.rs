@@ -49,10 +49,12 @@ pub fn run_of(event: &EventBridgeEvent<Value>, now_ms: i64) -> Run {
 }
 
 /// The instant the pass stops starting steps: the invocation's deadline (milliseconds since
-/// the Unix epoch, as the runtime gives it) minus [`DEADLINE_MARGIN_MS`].
+/// the Unix epoch, as the runtime gives it) minus [`DEADLINE_MARGIN_MS`]. A deadline already
+/// past when the invocation starts is not one Lambda gives (`cargo lambda watch` sends a
+/// constant 600,000, a moment of 1970): no deadline then.
 pub fn deadline(deadline_epoch_ms: u64, now_ms: i64) -> Option<Instant> {
     let left_ms = i64::try_from(deadline_epoch_ms).ok()? - now_ms;
-    let left_ms = u64::try_from(left_ms).unwrap_or(0);
+    let left_ms = u64::try_from(left_ms).ok().filter(|&l| l > 0)?;
     Some(Instant::now() + Duration::from_millis(left_ms.saturating_sub(DEADLINE_MARGIN_MS)))
 }
 
@@ -99,7 +101,8 @@ mod tests {
         let d = deadline(now as u64 + 60_000, now).unwrap();
         let left = d.saturating_duration_since(Instant::now());
         assert!(left <= Duration::from_millis(30_000) && left > Duration::from_millis(29_000));
-        let past = deadline(now as u64 - 1, now).unwrap();
-        assert!(past <= Instant::now());
+        // A past deadline is the emulator's constant, not a real one: no deadline.
+        assert!(deadline(now as u64 - 1, now).is_none());
+        assert!(deadline(600_000, 1_796_180_400_000).is_none());
     }
 }

@@ -1,0 +1,75 @@
+//! The replay service from the function's environment:
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `REFOLD_PIPELINE` / `REFOLD_PIPELINE_INLINE` | the pipeline (its source's `connection` names the brokers) |
+//! | `REFOLD_CATALOG`, `REFOLD_WAREHOUSE`, ... | the catalog (`refold_aws::catalog_from_env`: `sql` or `glue`) |
+//! | `REFOLD_REPLAY_WORKER_FUNCTION` | the replay-worker function (name or ARN) the shards are invoked on |
+//!
+//! Replays are stored in the warehouse (`_refold/replays/...`), next to the tables.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use refold::error::{Error, ErrorKind, Result};
+use refold::replay::ReplayService;
+use refold::replay::store::ObjectReplayStore;
+use refold_aws::invoke::{LambdaShardInvoker, PromoteTask};
+use refold_kafka::KafkaOffsets;
+
+use crate::routes::{Api, Promoter};
+
+/// On Lambda a promotion runs in the replay-worker (an asynchronous invoke).
+#[async_trait]
+impl Promoter for LambdaShardInvoker {
+    async fn start(&self, task: &PromoteTask) -> Result<()> {
+        self.invoke_promotion(task).await
+    }
+}
+
+/// The replay-worker function's name, from `REFOLD_REPLAY_WORKER_FUNCTION`.
+pub fn worker_function_from_env() -> Result<String> {
+    std::env::var("REFOLD_REPLAY_WORKER_FUNCTION")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                "REFOLD_REPLAY_WORKER_FUNCTION is not set (the replay-worker function's name or ARN)",
+            )
+        })
+}
+
+pub async fn api_from_env() -> Result<Api> {
+    let cp = refold::engine::config::pipeline_from_env()?;
+    let catalog = refold_aws::catalog_from_env().await?;
+    let store = Arc::new(replay_store(&catalog)?);
+    let p = &cp.pipeline;
+    let brokers = p.source_of(p.transformation()).connection.clone();
+    let resolver = Arc::new(KafkaOffsets::new(&brokers));
+    let invoker = Arc::new(LambdaShardInvoker::from_env(worker_function_from_env()?).await);
+    Ok(Api {
+        service: ReplayService::new(cp, catalog, store, resolver, invoker.clone()),
+        promoter: invoker,
+    })
+}
+
+/// Replays are kept in the warehouse: the SQL catalog's, or `REFOLD_WAREHOUSE` beside an
+/// adapter catalog (Glue), which has no warehouse of its own.
+fn replay_store(catalog: &refold::table::CatalogConfig) -> Result<ObjectReplayStore> {
+    match catalog {
+        refold::table::CatalogConfig::Adapter { storage, .. } => {
+            let warehouse = std::env::var("REFOLD_WAREHOUSE")
+                .ok()
+                .filter(|w| !w.is_empty())
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Config,
+                        "REFOLD_WAREHOUSE is not set (where replays are kept, s3://bucket/prefix)",
+                    )
+                })?;
+            ObjectReplayStore::at(&warehouse, storage)
+        }
+        _ => ObjectReplayStore::for_catalog(catalog),
+    }
+}

@@ -1,0 +1,224 @@
+//! The real replay-api and replay-worker binaries under `cargo lambda watch`, driven through
+//! HTTP (the emulator's function-URL route, which hands replay-api the API Gateway HTTP API
+//! event), fanning out through the real Lambda Invoke API to replay-worker, which reads tansu
+//! with rdkafka. The order stream is produced keyed by `order_id`; replays with
+//! `parallel_consumers` 1 and 4 give target tables that DuckDB reads (not refold) as the
+//! seed's fold run by CPython over the records the topic holds (`tests/py/seed_fold.py`).
+//! The stack's worker takes small batches and continues itself every two (the stack's
+//! `REFOLD_REPLAY_*`), so each shard spans several invocations.
+//!
+//!   REFOLD_LAMBDA_PACKAGES="-p replay-api -p replay-worker" \
+//!     scripts/stack.sh up /tmp/refold-stack kafka lambda && set -a && . /tmp/refold-stack/stack.env && set +a
+//!   cargo test --release --workspace --test lambda_http -- --ignored
+//!
+//! Not yet part of `make test`: it has not been seen green (see the issue note).
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use refold::envelope::Envelope;
+use refold_kafka::{Producer, create_topic, read_topic};
+use serde_json::{Value, json};
+
+#[path = "../../fold-batch/tests/common/oracle.rs"]
+mod oracle;
+
+const TOPIC: &str = "domain.orders.events";
+const PIPELINE: &str = "order-events-pipeline";
+
+fn env(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!(
+            "{name} is not set: start the stack with `scripts/stack.sh up DIR kafka lambda` and \
+             export the variables of DIR/stack.env (this test drives the real binaries)"
+        ),
+    }
+}
+
+fn root() -> PathBuf {
+    oracle::workspace_root(Path::new(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// `curl -X METHOD URL [-d BODY]`: (status, JSON body). Waits up to 15 min: the emulator
+/// runs the workers to completion before the API answers, and a function's first start
+/// waits for cargo.
+fn http(method: &str, url: &str, body: Option<&Value>) -> (u16, Value) {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "-X",
+        method,
+        "--max-time",
+        "900",
+        "-w",
+        "\n%{http_code}",
+    ]);
+    if let Some(b) = body {
+        cmd.args(["-H", "Content-Type: application/json", "--data-binary"])
+            .arg(b.to_string());
+    }
+    let out = cmd.arg(url).output().expect("curl runs");
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    let v = serde_json::from_str(body).unwrap_or_else(|_| json!({ "raw": body }));
+    (code.trim().parse().unwrap(), v)
+}
+
+/// The order stream in the topic (once per run), keyed by `order_id`.
+async fn produce(brokers: &str) {
+    create_topic(brokers, TOPIC, 4).await.unwrap();
+    let jsonl = std::fs::read(root().join("events/orders.jsonl")).unwrap();
+    Producer::new(brokers)
+        .unwrap()
+        .produce_jsonl(TOPIC, &jsonl, |l| {
+            let e = Envelope::decode(l).ok()?;
+            e.key("order_id").ok().map(|k| k.into_owned())
+        })
+        .await
+        .unwrap();
+}
+
+/// The CPython fold of every record the topic holds, partition by partition in offset order
+/// (a key lives in one partition, so this is each key's order).
+fn oracle_of_topic(brokers: &str, dir: &Path) -> oracle::Oracle {
+    let records = read_topic(brokers, TOPIC, std::time::Duration::from_secs(30)).unwrap();
+    let mut lines = Vec::new();
+    let mut sorted: Vec<_> = records.iter().collect();
+    sorted.sort_by_key(|r| (r.partition, r.offset));
+    for r in sorted {
+        lines.extend_from_slice(&r.value);
+        lines.push(b'\n');
+    }
+    let file = dir.join("topic.jsonl");
+    std::fs::write(&file, lines).unwrap();
+    oracle::run(
+        &root(),
+        &root().join("pipelines/order-events-pipeline.yaml"),
+        &file,
+    )
+}
+
+/// The target table as DuckDB reads it, in the oracle's shape.
+fn duckdb_rows(warehouse: &Path, table: &str) -> oracle::Rows {
+    let out = Command::new(oracle::python())
+        .arg(root().join("tests/py/duckdb_read.py"))
+        .arg("--catalog")
+        .arg(warehouse.join("catalog.db"))
+        .args(["--table", table, "--key-field", "order_id"])
+        .output()
+        .expect("runs duckdb_read.py");
+    assert!(
+        out.status.success(),
+        "duckdb_read.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let id = (
+                v["tenant_id"].as_str().unwrap().to_owned(),
+                v["key"].as_str().unwrap().to_owned(),
+            );
+            let row = (
+                oracle::normalize(&v["state"]),
+                v["events_folded"].as_i64().unwrap(),
+                v["last_event_id"].as_str().unwrap().to_owned(),
+            );
+            (id, row)
+        })
+        .collect()
+}
+
+/// Starts a replay through the API; waits until its status is `done`; the target table.
+fn replay(endpoint: &str, parallel: u32, target: &str) -> String {
+    let base = format!("{endpoint}/lambda-url/replay-api/v1/pipelines/{PIPELINE}");
+    let req = json!({
+        "from_offset": "earliest",
+        "target_consumer_group": format!("order-projection-{target}"),
+        "parallel_consumers": parallel,
+        "target": target,
+    });
+    let (status, started) = http("POST", &format!("{base}/replay"), Some(&req));
+    assert_eq!(status, 202, "{started}");
+    assert_eq!(
+        started["shards"].as_array().unwrap().len(),
+        parallel as usize,
+        "{started}"
+    );
+    let url = format!(
+        "{endpoint}/lambda-url/replay-api{}",
+        started["status_url"].as_str().unwrap()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+    loop {
+        let (status, st) = http("GET", &url, None);
+        assert_eq!(status, 200, "{st}");
+        match st["state"].as_str().unwrap() {
+            "done" => {
+                assert_eq!(st["events_done"], st["events_total"], "{st}");
+                return started["target_table"].as_str().unwrap().to_owned();
+            }
+            "failed" | "cancelled" => panic!("replay {target}: {st}"),
+            _ => {}
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replay {target} not done: {st}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "not yet seen green: run with `-- --ignored` on a stack whose lambda build includes -p replay-api -p replay-worker"]
+async fn replays_with_1_and_4_workers_equal_the_cpython_fold_of_the_topic() {
+    let brokers = env("REFOLD_KAFKA_BROKERS");
+    let endpoint = env("REFOLD_LAMBDA_ENDPOINT");
+    let warehouse = PathBuf::from(env("REFOLD_LAMBDA_WAREHOUSE"));
+    produce(&brokers).await;
+    let dir = tempfile::tempdir().unwrap();
+    let want = oracle_of_topic(&brokers, dir.path());
+    assert!(want.rows.len() > 100, "the stream folds to many rows");
+
+    let one = replay(&endpoint, 1, "replay_one");
+    let four = replay(&endpoint, 4, "replay_four");
+    let (rows_one, rows_four) = (
+        duckdb_rows(&warehouse, &one),
+        duckdb_rows(&warehouse, &four),
+    );
+    oracle::assert_rows_eq(&rows_one, &want.rows, "parallel_consumers 1");
+    oracle::assert_rows_eq(&rows_four, &want.rows, "parallel_consumers 4");
+
+    // A replay into a target that exists is refused, and nothing starts.
+    let (status, body) = http(
+        "POST",
+        &format!("{endpoint}/lambda-url/replay-api/v1/pipelines/{PIPELINE}/replay"),
+        Some(
+            &json!({"from_offset": "earliest", "target_consumer_group": "g",
+                     "parallel_consumers": 1, "target": "replay_one"}),
+        ),
+    );
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = http(
+        "POST",
+        &format!("{endpoint}/lambda-url/replay-api/v1/pipelines/{PIPELINE}/replay"),
+        Some(
+            &json!({"from_offset": "earliest", "target_consumer_group": "g",
+                     "parallel_consumers": 0}),
+        ),
+    );
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("parallel_consumers")),
+        "{body}"
+    );
+}
