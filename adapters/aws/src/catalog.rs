@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use refold::engine::config::{self, CatalogKind};
 use refold::error::{Error, ErrorKind, Result};
+use refold::replay::store::ObjectReplayStore;
 use refold::table::{CatalogConfig, SharedCatalogSwap};
 
 use crate::glue::{GlueCatalogSwap, GlueConfig};
@@ -49,5 +50,22 @@ pub async fn catalog_from_env() -> Result<CatalogConfig> {
                 storage: cfg.storage,
             })
         }
+    }
+}
+
+/// Replays are kept in the warehouse: the SQL catalog's, or `REFOLD_WAREHOUSE` beside an
+/// adapter catalog (Glue), which has no warehouse of its own.
+pub fn replay_store_from_env(catalog: &CatalogConfig) -> Result<ObjectReplayStore> {
+    match catalog {
+        CatalogConfig::Adapter { storage, .. } => {
+            let warehouse = env("REFOLD_WAREHOUSE").ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    "REFOLD_WAREHOUSE is not set (where replays are kept, s3://bucket/prefix)",
+                )
+            })?;
+            ObjectReplayStore::at(&warehouse, storage)
+        }
+        _ => ObjectReplayStore::for_catalog(catalog),
     }
 }

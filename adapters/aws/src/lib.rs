@@ -20,6 +20,6 @@ pub mod invoke;
 mod s3;
 
 #[cfg(feature = "glue")]
-pub use catalog::catalog_from_env;
+pub use catalog::{catalog_from_env, replay_store_from_env};
 #[cfg(feature = "s3")]
 pub use s3::{parse_s3_url, read_dead_letters, s3_client, s3_endpoint_from_env};

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use refold::error::{Error, ErrorKind, Result};
 use refold::replay::ReplayService;
-use refold::replay::store::ObjectReplayStore;
 use refold_aws::invoke::{LambdaShardInvoker, PromoteTask};
 use refold_kafka::KafkaOffsets;
 
@@ -43,7 +42,7 @@ pub fn worker_function_from_env() -> Result<String> {
 pub async fn api_from_env() -> Result<Api> {
     let cp = refold::engine::config::pipeline_from_env()?;
     let catalog = refold_aws::catalog_from_env().await?;
-    let store = Arc::new(replay_store(&catalog)?);
+    let store = Arc::new(refold_aws::replay_store_from_env(&catalog)?);
     let p = &cp.pipeline;
     let brokers = p.source_of(p.transformation()).connection.clone();
     let resolver = Arc::new(KafkaOffsets::new(&brokers));
@@ -52,24 +51,4 @@ pub async fn api_from_env() -> Result<Api> {
         service: ReplayService::new(cp, catalog, store, resolver, invoker.clone()),
         promoter: invoker,
     })
-}
-
-/// Replays are kept in the warehouse: the SQL catalog's, or `REFOLD_WAREHOUSE` beside an
-/// adapter catalog (Glue), which has no warehouse of its own.
-fn replay_store(catalog: &refold::table::CatalogConfig) -> Result<ObjectReplayStore> {
-    match catalog {
-        refold::table::CatalogConfig::Adapter { storage, .. } => {
-            let warehouse = std::env::var("REFOLD_WAREHOUSE")
-                .ok()
-                .filter(|w| !w.is_empty())
-                .ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::Config,
-                        "REFOLD_WAREHOUSE is not set (where replays are kept, s3://bucket/prefix)",
-                    )
-                })?;
-            ObjectReplayStore::at(&warehouse, storage)
-        }
-        _ => ObjectReplayStore::for_catalog(catalog),
-    }
 }

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use refold::dead_letter::DeadLetterStore;
 use refold::error::{Error, ErrorKind, Result};
 use refold::replay::handler::ReplayWorker;
-use refold::replay::store::ObjectReplayStore;
 use refold::replay::{ReplayPlan, WorkerLimits};
 use refold_aws::invoke::LambdaShardInvoker;
 use refold_kafka::KafkaRanges;
@@ -89,7 +88,7 @@ pub fn replay_dead_letters(plan: &ReplayPlan) -> Result<Arc<dyn DeadLetterStore>
 pub async fn worker_from_env() -> Result<Worker> {
     let cp = refold::engine::config::pipeline_from_env()?;
     let catalog = refold_aws::catalog_from_env().await?;
-    let store = Arc::new(replay_store(&catalog)?);
+    let store = Arc::new(refold_aws::replay_store_from_env(&catalog)?);
     let p = &cp.pipeline;
     let brokers = p.source_of(p.transformation()).connection.clone();
     let source = Arc::new(KafkaRanges::new(&brokers));
@@ -114,24 +113,4 @@ pub async fn worker_from_env() -> Result<Worker> {
         source,
         limits,
     })
-}
-
-/// Replays are kept in the warehouse: the SQL catalog's, or `REFOLD_WAREHOUSE` beside an
-/// adapter catalog (Glue), which has no warehouse of its own.
-fn replay_store(catalog: &refold::table::CatalogConfig) -> Result<ObjectReplayStore> {
-    match catalog {
-        refold::table::CatalogConfig::Adapter { storage, .. } => {
-            let warehouse = std::env::var("REFOLD_WAREHOUSE")
-                .ok()
-                .filter(|w| !w.is_empty())
-                .ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::Config,
-                        "REFOLD_WAREHOUSE is not set (where replays are kept, s3://bucket/prefix)",
-                    )
-                })?;
-            ObjectReplayStore::at(&warehouse, storage)
-        }
-        _ => ObjectReplayStore::for_catalog(catalog),
-    }
 }
