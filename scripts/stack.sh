@@ -3,8 +3,10 @@
 #   kafka   tansu (Apache-Kafka-compatible broker, sqlite storage)
 #   s3      moto_server (S3, also Glue)
 #   lambda  cargo lambda watch: the Lambda Invoke REST API for every binary of the workspace
+#   lambda-aws  a second cargo lambda watch whose functions run the deployed configuration:
+#               the Glue catalog and S3 (warehouse, dead letters) on this stack's moto
 #
-#   scripts/stack.sh up DIR [kafka] [s3] [lambda]   (default: kafka s3)
+#   scripts/stack.sh up DIR [kafka] [s3] [lambda] [lambda-aws]   (default: kafka s3)
 #   scripts/stack.sh down DIR
 #   scripts/stack.sh env DIR                         (print DIR/stack.env)
 #
@@ -13,6 +15,7 @@
 #   REFOLD_KAFKA_BROKERS=127.0.0.1:P   REFOLD_S3_ENDPOINT=http://127.0.0.1:P
 #   REFOLD_LAMBDA_ENDPOINT=http://127.0.0.1:P   (only with `lambda`), and the functions'
 #   REFOLD_PIPELINE/WAREHOUSE/CATALOG_URI/DEAD_LETTER as REFOLD_LAMBDA_PIPELINE etc.
+#   REFOLD_LAMBDA_AWS_ENDPOINT/WAREHOUSE/DEAD_LETTER (only with `lambda-aws`)
 #   AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_REGION (dummy, for moto)
 # Logs and PIDs go to DIR/*.log and DIR/*.pid; each service runs in its own process group
 # and `down` stops exactly those groups.
@@ -49,6 +52,42 @@ start() { # name log cmd...   (own session/process group; PID file DIR/name.pid)
   local name=$1 log=$2; shift 2
   setsid "$@" >"$log" 2>&1 </dev/null &
   echo $! >"$DIR/$name.pid"
+}
+
+# The variables every function gets, after its catalog and warehouse: the seed pipeline,
+# the brokers, the replay fan-out through this emulator (port $1), dummy credentials.
+function_env() {
+  echo "REFOLD_PIPELINE=$ROOT/pipelines/order-events-pipeline.yaml"
+  local kc; kc=$(sed -n 's/^REFOLD_KAFKA_BROKERS=//p' "$env.tmp")
+  echo "KAFKA_CONNECTION=${kc:-127.0.0.1:9092}"
+  # replay-api fans shards out to replay-worker (and a worker continues itself) through
+  # the same Invoke API, with the AWS SDK's Lambda client.
+  echo "REFOLD_REPLAY_WORKER_FUNCTION=replay-worker"
+  echo "AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$1"
+  echo "AWS_REGION=${AWS_REGION:-us-east-1}"
+  echo "AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-testing}"
+  echo "AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-testing}"
+  # Small replay batches, two per invocation: every shard of the tests' replays spans
+  # several invocations (a worker continuing itself).
+  echo "REFOLD_REPLAY_BATCH_RECORDS=${REFOLD_REPLAY_BATCH_RECORDS:-500}"
+  echo "REFOLD_REPLAY_MAX_BATCHES_PER_INVOCATION=${REFOLD_REPLAY_MAX_BATCHES_PER_INVOCATION:-2}"
+  echo "RUST_LOG=info"
+}
+
+# `cargo lambda watch` on port $2 with the variables of file $3 (log and PID as $1).
+start_emulator() {
+  command -v cargo-lambda >/dev/null || die "cargo-lambda not found; run scripts/install-test-tools.sh"
+  # Build first so the first invoke does not wait for cargo: the emulator runs `cargo run
+  # --bin NAME`, which resolves features over the whole workspace as `--workspace --bins`
+  # does (and, with the feature pins in Cargo.toml, as the test build does).
+  (cd "$ROOT" && cargo build --release -q --workspace --bins) || die "cargo build failed"
+  # Instances per function: the emulator runs an asynchronous invoke to completion before
+  # answering, so a replay's shards and each continuation of a shard (a worker invoking
+  # itself) hold one instance each until the chain ends.
+  start "$1" "$DIR/$1.log" bash -c "cd '$ROOT' && exec cargo lambda watch --release \
+    --ignore-changes --invoke-address 127.0.0.1 --invoke-port $2 \
+    --concurrency ${REFOLD_LAMBDA_CONCURRENCY:-12} --env-file '$3'"
+  wait_port "$2" 120 "cargo lambda watch ($1)" "$DIR/$1.log"
 }
 
 up() {
@@ -93,43 +132,40 @@ up() {
           # local dead-letter folder under DIR (tests read them through stack.env).
           mkdir -p "$DIR/warehouse" "$DIR/dead-letters"
           {
-            echo "REFOLD_PIPELINE=$ROOT/pipelines/order-events-pipeline.yaml"
             echo "REFOLD_WAREHOUSE=$DIR/warehouse"
             echo "REFOLD_DEAD_LETTER=$DIR/dead-letters"
-            kc=$(sed -n 's/^REFOLD_KAFKA_BROKERS=//p' "$env.tmp")
-            echo "KAFKA_CONNECTION=${kc:-127.0.0.1:9092}"
-            # replay-api fans shards out to replay-worker (and a worker continues itself)
-            # through this same Invoke API, with the AWS SDK's Lambda client.
-            echo "REFOLD_REPLAY_WORKER_FUNCTION=replay-worker"
-            echo "AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$lp"
-            echo "AWS_REGION=${AWS_REGION:-us-east-1}"
-            echo "AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-testing}"
-            echo "AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-testing}"
-            # Small replay batches, two per invocation: every shard of the tests' replays
-            # spans several invocations (a worker continuing itself).
-            echo "REFOLD_REPLAY_BATCH_RECORDS=${REFOLD_REPLAY_BATCH_RECORDS:-500}"
-            echo "REFOLD_REPLAY_MAX_BATCHES_PER_INVOCATION=${REFOLD_REPLAY_MAX_BATCHES_PER_INVOCATION:-2}"
-            echo "RUST_LOG=info"
+            function_env "$lp"
           } >"$envfile"
         fi
         grep -E '^REFOLD_(PIPELINE|WAREHOUSE|CATALOG_URI|DEAD_LETTER)=' "$envfile" \
           | sed 's/^REFOLD_/REFOLD_LAMBDA_/' >>"$env.tmp" || true
-        local extra=()
-        [ -f "$envfile" ] && extra+=(--env-file "$envfile")
-        # Build first (a no-op when fresh) so the first invoke does not wait for cargo:
-        # every function crate, unless REFOLD_LAMBDA_PACKAGES names some.
-        (cd "$ROOT" && cargo build --release -q ${REFOLD_LAMBDA_PACKAGES:--p fold-batch -p snapshot-compactor}) \
-          || die "cargo build failed"
-        # Instances per function: the emulator runs an asynchronous invoke to completion
-        # before answering, so a replay's shards and each continuation of a shard (a worker
-        # invoking itself) hold one instance each until the chain ends.
-        start lambda "$DIR/lambda.log" bash -c "cd '$ROOT' && exec cargo lambda watch --release \
-          --ignore-changes --invoke-address 127.0.0.1 --invoke-port $lp \
-          --concurrency ${REFOLD_LAMBDA_CONCURRENCY:-12} ${extra[*]:-}"
-        wait_port "$lp" 120 "cargo lambda watch" "$DIR/lambda.log"
+        start_emulator lambda "$lp" "$envfile"
         echo "REFOLD_LAMBDA_ENDPOINT=http://127.0.0.1:$lp" >>"$env.tmp"
         ;;
-      *) die "unknown service $svc (kafka, s3, lambda)" ;;
+      lambda-aws)
+        # A second emulator with the deployed configuration: the Glue catalog and an S3
+        # warehouse and dead letters, both on this stack's moto (start `s3` first).
+        local sp; sp=$(sed -n 's|^REFOLD_S3_ENDPOINT=http://127.0.0.1:||p' "$env.tmp")
+        [ -n "$sp" ] || die "lambda-aws needs the s3 service before it (stack.sh up DIR s3 lambda-aws)"
+        local ap; ap=$(free_port)
+        local bucket=refold-lambda-aws
+        curl -fsS -X PUT "http://127.0.0.1:$sp/$bucket" >/dev/null || die "could not create bucket $bucket on moto"
+        {
+          echo "REFOLD_CATALOG=glue"
+          echo "REFOLD_WAREHOUSE=s3://$bucket/warehouse"
+          echo "REFOLD_DEAD_LETTER=s3://$bucket/dead-letters"
+          echo "REFOLD_GLUE_ENDPOINT=http://127.0.0.1:$sp"
+          echo "REFOLD_S3_ENDPOINT=http://127.0.0.1:$sp"
+          function_env "$ap"
+        } >"$DIR/lambda-aws.env"
+        start_emulator lambda-aws "$ap" "$DIR/lambda-aws.env"
+        {
+          echo "REFOLD_LAMBDA_AWS_ENDPOINT=http://127.0.0.1:$ap"
+          echo "REFOLD_LAMBDA_AWS_WAREHOUSE=s3://$bucket/warehouse"
+          echo "REFOLD_LAMBDA_AWS_DEAD_LETTER=s3://$bucket/dead-letters"
+        } >>"$env.tmp"
+        ;;
+      *) die "unknown service $svc (kafka, s3, lambda, lambda-aws)" ;;
     esac
   done
   mv "$env.tmp" "$env"
@@ -157,7 +193,7 @@ down() {
 }
 
 cmd="${1:-}"; DIR="${2:-}"
-[ -n "$cmd" ] && [ -n "$DIR" ] || die "usage: stack.sh up|down|env DIR [kafka] [s3] [lambda]"
+[ -n "$cmd" ] && [ -n "$DIR" ] || die "usage: stack.sh up|down|env DIR [kafka] [s3] [lambda] [lambda-aws]"
 shift 2
 case "$cmd" in
   up)
@@ -169,5 +205,5 @@ case "$cmd" in
     ;;
   down) down ;;
   env) cat "$DIR/stack.env" ;;
-  *) die "usage: stack.sh up|down|env DIR [kafka] [s3] [lambda]" ;;
+  *) die "usage: stack.sh up|down|env DIR [kafka] [s3] [lambda] [lambda-aws]" ;;
 esac

@@ -31,7 +31,7 @@ trap cleanup EXIT
 
 step "start PostgreSQL, Kafka (tansu), S3 (moto), Lambda (cargo lambda watch)"
 eval "$(scripts/pg.sh start)"
-scripts/stack.sh up "$RUN" kafka s3 lambda
+scripts/stack.sh up "$RUN" kafka s3 lambda lambda-aws
 set -a
 # shellcheck disable=SC1091
 source "$RUN/stack.env"

@@ -5,7 +5,7 @@ Usage:
                [--key-field order_id]
 
 Prints one JSON object: {"metadata_location": ..., "rows": [...]}, each row with tenant_id,
-the key field, state (parsed), last_offset, events_folded, sorted by (tenant_id, key).
+the key field, state (parsed), last_offset, events_folded, last_event_id, sorted by (tenant_id, key).
 Credentials and region come from the AWS_* variables (dummies for moto).
 """
 import argparse
@@ -49,6 +49,7 @@ def main() -> int:
             "state": json.loads(r["state"]),
             "last_offset": r["last_offset"],
             "events_folded": r["events_folded"],
+            "last_event_id": r["last_event_id"],
         })
     rows.sort(key=lambda r: (r["tenant_id"], r[a.key_field]))
     json.dump({"metadata_location": t.metadata_location, "rows": rows}, sys.stdout)

@@ -4,9 +4,8 @@
 //! same warehouse. The pass answers its report; the rows are the same before and after, as
 //! refold and PyIceberg read them; the newest checkpoint carries the committed offsets.
 //!
-//!   REFOLD_LAMBDA_PACKAGES="-p fold-batch -p snapshot-compactor" \
-//!     scripts/stack.sh up /tmp/refold-stack lambda && set -a && . /tmp/refold-stack/stack.env && set +a
-//!   cargo test --release -p snapshot-compactor --test lambda_invoke
+//!   scripts/stack.sh up /tmp/refold-stack lambda && set -a && . /tmp/refold-stack/stack.env && set +a
+//!   cargo test --release --workspace --test lambda_invoke
 //!
 //! stack.sh gives both functions REFOLD_PIPELINE (the seed pipeline) and REFOLD_WAREHOUSE,
 //! and this test the same as REFOLD_LAMBDA_*.
