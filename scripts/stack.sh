@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Local stand-ins for the cloud, no Docker:
 #   kafka   tansu (Apache-Kafka-compatible broker, sqlite storage)
-#   s3      moto_server (S3, also Glue)
+#   s3      moto_server (S3, also Glue, with Glue's UpdateTable VersionId check: tests/py/moto_server.py)
 #   lambda  cargo lambda watch: the Lambda Invoke REST API for every binary of the workspace
 #   lambda-aws  a second cargo lambda watch whose functions run the deployed configuration:
 #               the Glue catalog and S3 (warehouse, dead letters) on this stack's moto
@@ -114,7 +114,8 @@ up() {
       s3)
         command -v moto_server >/dev/null || die "moto_server not found; run scripts/install-test-tools.sh"
         local sp; sp=$(free_port)
-        start s3 "$DIR/s3.log" moto_server -H 127.0.0.1 -p "$sp"
+        # moto_server, with Glue's VersionId check on UpdateTable (moto skips it).
+        start s3 "$DIR/s3.log" python "$ROOT/tests/py/moto_server.py" -H 127.0.0.1 -p "$sp"
         wait_port "$sp" 30 moto "$DIR/s3.log"
         {
           echo "REFOLD_S3_ENDPOINT=http://127.0.0.1:$sp"

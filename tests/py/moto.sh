@@ -14,7 +14,8 @@ case "${1:-}" in
     fi
     eval "$(bash "$here/venv.sh")" >&2
     port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-    nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$state/log" 2>&1 &
+    # moto_server with Glue's UpdateTable VersionId check (moto_server.py)
+    nohup "$venv/bin/python" "$here/moto_server.py" -H 127.0.0.1 -p "$port" >"$state/log" 2>&1 &
     echo $! > "$state/pid"
     for _ in $(seq 1 100); do
       if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/')" 2>/dev/null; then break; fi

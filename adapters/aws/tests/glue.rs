@@ -6,9 +6,10 @@
 //!   scripts/stack.sh up /tmp/refold-stack s3 && set -a && . /tmp/refold-stack/stack.env && set +a
 //!   cargo test --release -p refold-aws --test glue
 //!
-//! moto 5.2.5 ignores `UpdateTable`'s `VersionId` (checked in `moto_and_version_id`), so the
-//! lost race here is caught by the adapter's read-then-update check of `metadata_location`;
-//! on real Glue the `VersionId` also guards the window between the read and the update.
+//! moto 5.2.5 ignores `UpdateTable`'s `VersionId`; the stack runs it with Glue's check added
+//! (`tests/py/moto_server.py`, asserted in `a_stale_version_id_is_refused_as_glue_does`), so
+//! here, as on Glue, both the adapter's read-then-update check of `metadata_location` and the
+//! `VersionId` guard a commit.
 
 #![allow(clippy::unwrap_used)]
 
@@ -16,6 +17,7 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use aws_sdk_glue::error::ProvideErrorMetadata;
 use iceberg::{NamespaceIdent, TableIdent};
 use refold::error::Result;
 use refold::table::{
@@ -289,7 +291,8 @@ async fn glue_tables_commit_lose_races_and_read_in_pyiceberg() {
         .into_iter()
         .map(|r| {
             json!({"tenant_id": r.tenant_id, "order_id": r.key, "state": r.state,
-                   "last_offset": r.last_offset, "events_folded": r.events_folded})
+                   "last_offset": r.last_offset, "events_folded": r.events_folded,
+                   "last_event_id": r.last_event_id})
         })
         .collect();
     want.sort_by_key(|v| v["order_id"].as_str().unwrap().to_owned());
@@ -314,10 +317,11 @@ async fn concurrent_creators_share_one_table() {
     assert_eq!(ly.metadata_location(), Some(loc.as_str()));
 }
 
-/// Records what moto does with a stale `VersionId` (it ignores it in 5.2.5: the adapter's
-/// `metadata_location` check is what catches a stale writer there).
+/// The stack's Glue refuses an update with a stale `VersionId` as Glue does: the tests
+/// with several writers on one table through Glue rely on it (plain moto 5.2.5 accepts it and
+/// the later writer silently replaces the earlier one's commit).
 #[tokio::test]
-async fn moto_and_version_id() {
+async fn a_stale_version_id_is_refused_as_glue_does() {
     let (glue, cfg, name) = setup().await;
     let _t = StateTable::open_or_create(cfg).await.unwrap();
     let t = glue.get_table(&name).await.unwrap().unwrap();
@@ -342,9 +346,11 @@ async fn moto_and_version_id() {
             .send()
     };
     update("first").await.unwrap();
-    let second = update("second").await;
-    println!(
-        "moto honours UpdateTable VersionId: {}",
-        second.is_err() // real Glue: ConcurrentModificationException
+    let second = update("second").await.unwrap_err();
+    let code = second.as_service_error().and_then(|e| e.code());
+    assert_eq!(
+        code,
+        Some("ConcurrentModificationException"),
+        "a stale VersionId: {second:?} (is moto started through tests/py/moto_server.py?)"
     );
 }

@@ -4,13 +4,19 @@
 //! same warehouse. The pass answers its report; the rows are the same before and after, as
 //! refold and PyIceberg read them; the newest checkpoint carries the committed offsets.
 //!
-//!   scripts/stack.sh up /tmp/refold-stack lambda && set -a && . /tmp/refold-stack/stack.env && set +a
+//! Also in the deployed configuration (`lambda-aws`: Glue and S3 on moto), read by PyIceberg
+//! through Glue.
+//!
+//!   scripts/stack.sh up /tmp/refold-stack s3 lambda lambda-aws && set -a && . /tmp/refold-stack/stack.env && set +a
 //!   cargo test --release --workspace --test lambda_invoke
 //!
 //! stack.sh gives both functions REFOLD_PIPELINE (the seed pipeline) and REFOLD_WAREHOUSE,
 //! and this test the same as REFOLD_LAMBDA_*.
 
 #![allow(clippy::unwrap_used)]
+
+#[path = "../../fold-batch/tests/common/oracle.rs"]
+mod oracle;
 
 use std::path::{Path, PathBuf};
 
@@ -22,7 +28,7 @@ fn env(name: &str) -> String {
     match std::env::var(name) {
         Ok(v) if !v.is_empty() => v,
         _ => panic!(
-            "{name} is not set: start the stack with `scripts/stack.sh up DIR lambda` and export the \
+            "{name} is not set: start the stack with `scripts/stack.sh up DIR s3 lambda lambda-aws` and export the \
              variables of DIR/stack.env (this test invokes the real binary under cargo lambda watch)"
         ),
     }
@@ -64,16 +70,47 @@ fn seed() -> CompiledPipeline {
     .unwrap()
 }
 
-fn python() -> String {
-    std::env::var("REFOLD_PYTHON").unwrap_or_else(|_| {
-        let p = Path::new(&env("HOME")).join(".cache/refold/venv/bin/python");
-        assert!(
-            p.exists(),
-            "REFOLD_PYTHON is not set and {} does not exist",
-            p.display()
-        );
-        p.display().to_string()
-    })
+/// Invokes the compactor with the sample schedule event, its time set to now (whole
+/// seconds); every step of the pass is done.
+fn run_pass(url: &str, dir: &Path) {
+    let mut ev: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("events/eventbridge/schedule.json")).unwrap(),
+    )
+    .unwrap();
+    let now = refold::emf::now_ms();
+    ev["time"] = json!(refold::table::as_of::fmt_ms(now - now % 1000));
+    let event = dir.join("schedule.json");
+    std::fs::write(&event, ev.to_string()).unwrap();
+    let (status, body) = post(url, &event);
+    assert_eq!(status, 200, "snapshot-compactor: {body}");
+    let report: Value = serde_json::from_str(&body).unwrap();
+    for step in ["compaction", "manifests", "checkpoint", "expiry", "orphans"] {
+        assert_eq!(report[step]["status"], "done", "{step}: {report:#}");
+    }
+    assert_eq!(report["table"], "domain.orders.current_state");
+    assert_eq!(report["now_ms"], json!(now - now % 1000));
+}
+
+/// The deployed configuration (`lambda-aws`: Glue and S3 on moto): fold-batch folds the
+/// sample ESM payload, a pass runs, and PyIceberg reads the same rows through Glue before
+/// and after it.
+#[test]
+fn in_the_deployed_configuration_a_pass_keeps_the_rows() {
+    let endpoint = env("REFOLD_LAMBDA_AWS_ENDPOINT");
+    let moto = env("REFOLD_S3_ENDPOINT");
+    let invoke = |f: &str| format!("{endpoint}/2015-03-31/functions/{f}/invocations");
+    let (status, body) = post(
+        &invoke("fold-batch"),
+        &root().join("events/esm/orders-batch.json"),
+    );
+    assert_eq!(status, 200, "fold-batch: {body}");
+    let table = "domain.orders.current_state";
+    let before = oracle::glue_rows(&root(), &moto, table);
+    assert!(!before.is_empty(), "fold-batch wrote rows");
+    let dir = tempfile::tempdir().unwrap();
+    run_pass(&invoke("snapshot-compactor"), dir.path());
+    let after = oracle::glue_rows(&root(), &moto, table);
+    oracle::assert_rows_eq(&after, &before, "after the pass, through Glue");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,22 +132,7 @@ async fn the_schedule_event_runs_a_pass_that_keeps_the_rows() {
     assert!(!rows.is_empty());
 
     let dir = tempfile::tempdir().unwrap();
-    let mut ev: Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("events/eventbridge/schedule.json")).unwrap(),
-    )
-    .unwrap();
-    let now = refold::emf::now_ms();
-    ev["time"] = json!(refold::table::as_of::fmt_ms(now - now % 1000));
-    let event = dir.path().join("schedule.json");
-    std::fs::write(&event, ev.to_string()).unwrap();
-    let (status, body) = post(&invoke("snapshot-compactor"), &event);
-    assert_eq!(status, 200, "snapshot-compactor: {body}");
-    let report: Value = serde_json::from_str(&body).unwrap();
-    for step in ["compaction", "manifests", "checkpoint", "expiry", "orphans"] {
-        assert_eq!(report[step]["status"], "done", "{step}: {report:#}");
-    }
-    assert_eq!(report["table"], "domain.orders.current_state");
-    assert_eq!(report["now_ms"], json!(now - now % 1000));
+    run_pass(&invoke("snapshot-compactor"), dir.path());
 
     assert_eq!(table.current_rows(None, None).await.unwrap(), rows);
     let checkpoints = table.checkpoints().await.unwrap();
@@ -135,7 +157,7 @@ async fn the_schedule_event_runs_a_pass_that_keeps_the_rows() {
     std::fs::write(&expect, lines).unwrap();
     let w = warehouse.display().to_string();
     for reference in [None, Some(newest.name.as_str())] {
-        let mut cmd = std::process::Command::new(python());
+        let mut cmd = std::process::Command::new(oracle::python());
         cmd.arg(root().join("tests/py/maintenance_check.py"))
             .args([
                 "--uri",

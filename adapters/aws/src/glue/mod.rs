@@ -10,10 +10,10 @@
 //! The compare-and-set: `GetTable` gives `metadata_location` and `VersionId`; refold checks
 //! `metadata_location` is still the base, then `UpdateTable` with that `VersionId`, which Glue
 //! refuses with `ConcurrentModificationException` when another writer updated the table in
-//! between. Both the check and the refusal are a lost race (`Ok(false)`). The check matters
-//! on its own: moto (5.2.5, the local stand-in the tests use) ignores `VersionId`, so there
-//! only the read-then-update check catches a writer on an old base; the window between
-//! `GetTable` and `UpdateTable` is guarded by `VersionId` on real Glue only.
+//! between. Both the check and the refusal are a lost race (`Ok(false)`); the `VersionId`
+//! is what guards the window between `GetTable` and `UpdateTable`. moto (5.2.5) ignores
+//! `VersionId`: the test stack adds Glue's check to it (`tests/py/moto_server.py`), without
+//! which concurrent writers on one table (a replay's shards) lose commits there.
 //! `UpdateTable` skips Glue's version archive (`SkipArchive`, Iceberg's default too): every
 //! batch commits, and archived versions would pile up by the thousand.
 //!

@@ -1,8 +1,10 @@
 //! The independent oracle for end-to-end tests: `tests/py/seed_fold.py`, the pipeline's
 //! `fold_function` run by CPython (no refold code), over a JSON Lines file of envelopes.
 //!
-//! Shared by fold-batch's and the CLI's tests (the CLI includes this file with `#[path]`),
-//! so it depends on `std` and `serde_json` only.
+//! Shared by fold-batch's, replay-api's and the CLI's tests (they include this file with
+//! `#[path]`), so it depends on `std` and `serde_json` only. At the end: readers of what a
+//! function wrote in the deployed configuration (PyIceberg through Glue, boto3), in the
+//! oracle's shape.
 //!
 //! The interpreter is `REFOLD_PYTHON`, else `$HOME/.cache/refold/venv/bin/python` (what
 //! `scripts/install-test-tools.sh` makes); a missing interpreter, script or module fails
@@ -202,4 +204,59 @@ pub fn assert_rows_eq(got: &Rows, want: &Rows, what: &str) {
         want.len(),
         differ.join("\n")
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// What a function wrote in the deployed configuration (Glue and S3 on moto), read by
+// PyIceberg and boto3, not by refold.
+
+/// A state table as PyIceberg reads it through the Glue catalog at `moto`
+/// (`tests/py/glue_read.py`), in the oracle's shape. `table` is refold's identifier
+/// (`domain.orders.current_state`); Glue's name joins the namespace with `_`.
+pub fn glue_rows(root: &Path, moto: &str, table: &str) -> Rows {
+    let (namespace, name) = table.rsplit_once('.').expect("namespace.table");
+    let glue_table = format!("{}.{name}", namespace.replace('.', "_"));
+    let out = Command::new(python())
+        .arg(root.join("tests/py/glue_read.py"))
+        .args(["--endpoint", moto, "--table", &glue_table])
+        .args(["--key-field", "order_id"])
+        .output()
+        .expect("runs glue_read.py");
+    assert!(
+        out.status.success(),
+        "glue_read.py {glue_table}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = |r: &serde_json::Value, f: &str| r[f].as_str().unwrap().to_owned();
+    v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let id = (text(r, "tenant_id"), text(r, "order_id"));
+            let row = (
+                normalize(&r["state"]),
+                r["events_folded"].as_i64().unwrap(),
+                text(r, "last_event_id"),
+            );
+            (id, row)
+        })
+        .collect()
+}
+
+/// The bytes of every object directly under `url` (`s3://bucket/prefix`) at `moto`, in key
+/// order, concatenated (`tests/py/s3_cat.py`, boto3); sub-folders are left out.
+pub fn s3_cat(root: &Path, moto: &str, url: &str) -> Vec<u8> {
+    let out = Command::new(python())
+        .arg(root.join("tests/py/s3_cat.py"))
+        .args(["--endpoint", moto, url])
+        .output()
+        .expect("runs s3_cat.py");
+    assert!(
+        out.status.success(),
+        "s3_cat.py {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
