@@ -144,8 +144,9 @@ up() {
         echo "REFOLD_LAMBDA_ENDPOINT=http://127.0.0.1:$lp" >>"$env.tmp"
         ;;
       lambda-aws)
-        # A second emulator with the deployed configuration: the Glue catalog and an S3
-        # warehouse and dead letters, both on this stack's moto (start `s3` first).
+        # A second emulator with the deployed configuration (infra/template.yaml's
+        # variables): the Glue catalog, the warehouse and the dead letters on S3, all on this
+        # stack's moto (start `s3` first).
         local sp; sp=$(sed -n 's|^REFOLD_S3_ENDPOINT=http://127.0.0.1:||p' "$env.tmp")
         [ -n "$sp" ] || die "lambda-aws needs the s3 service before it (stack.sh up DIR s3 lambda-aws)"
         local ap; ap=$(free_port)
@@ -154,7 +155,7 @@ up() {
         {
           echo "REFOLD_CATALOG=glue"
           echo "REFOLD_WAREHOUSE=s3://$bucket/warehouse"
-          echo "REFOLD_DEAD_LETTER=s3://$bucket/dead-letters"
+          echo "REFOLD_DEAD_LETTER=s3://$bucket/dead-letters/order-events-pipeline"
           echo "REFOLD_GLUE_ENDPOINT=http://127.0.0.1:$sp"
           echo "REFOLD_S3_ENDPOINT=http://127.0.0.1:$sp"
           function_env "$ap"
@@ -163,7 +164,7 @@ up() {
         {
           echo "REFOLD_LAMBDA_AWS_ENDPOINT=http://127.0.0.1:$ap"
           echo "REFOLD_LAMBDA_AWS_WAREHOUSE=s3://$bucket/warehouse"
-          echo "REFOLD_LAMBDA_AWS_DEAD_LETTER=s3://$bucket/dead-letters"
+          echo "REFOLD_LAMBDA_AWS_DEAD_LETTER=s3://$bucket/dead-letters/order-events-pipeline"
         } >>"$env.tmp"
         ;;
       *) die "unknown service $svc (kafka, s3, lambda, lambda-aws)" ;;
