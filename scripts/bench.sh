@@ -8,7 +8,7 @@
 #      benches/e2e.rs) at 10 k and 1 M keys, 10,000-event batches, on the local filesystem
 #     ; the Python way (bench/py/fold_batch_py.py:
 #      seed fold + PyIceberg upsert) on 1,000-event batches of the same generator.
-#   3. The state table's merge alone (`cargo bench -p refold --bench table`).
+#   3. The state table's merge alone (`cargo bench --workspace --bench table`).
 #   4. Cold start against a Runtime API stand-in and zip size, per function binary built
 #      with the size-tuned `lambda` profile.
 #   5. Cost per million events on Lambda arm64, from measured CPU time and peak memory.
@@ -44,8 +44,9 @@ record "{\"what\":\"machine\",\"cpus\":$(nproc),\"model\":\"$(grep -m1 'model na
 
 cd "$ROOT"
 log "building (release; the lambda profile for the functions)"
-cargo build --release -q -p refold-cli
-cargo bench -q -p fold-batch --bench e2e --no-run 2>/dev/null
+# --workspace: the feature set of the test build, so nothing of the tree builds again
+cargo build --release -q --workspace --bins
+cargo bench -q --workspace --bench e2e --no-run 2>/dev/null
 E2E="$(ls -t "$CARGO_TARGET_DIR"/release/deps/e2e-* | grep -v '\.d$' | head -1)"
 if want cold; then cargo build -q --profile lambda -p fold-batch -p snapshot-compactor; fi
 
@@ -97,8 +98,8 @@ fi
 
 # --- 3. the merge alone -------------------------------------------------------------------
 if want table; then
-  log "state table merge (cargo bench -p refold --bench table)"
-  cargo bench -q -p refold --bench table 2>/dev/null | tee "$DIR/table.txt" >&2
+  log "state table merge (cargo bench --workspace --bench table)"
+  cargo bench -q --workspace --bench table 2>/dev/null | tee "$DIR/table.txt" >&2
 fi
 
 # --- 4. cold start and zip size -------------------------------------------------------------
