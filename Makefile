@@ -6,7 +6,8 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/refold/target
 
 ## The main job on the embedded default: local warehouse, no cloud, no server to start.
 demo:
-	cargo run --release -q -p refold-cli -- demo
+	# --bin, not -p: features resolve over the workspace as in the test build (one build)
+	cargo run --release -q --bin refold -- demo
 
 ## Installs what tests need (cached under ~/.cache/refold, idempotent) and runs every test.
 test:

@@ -11,7 +11,7 @@
 //! - the same merge on a fresh table holding the same rows in one commit: the target is
 //!   after-pass p50 <= 1.2 x fresh p50.
 //!
-//! `cargo bench -p refold --bench compactor` (release). Environment: REFOLD_BENCH_COMMITS
+//! `cargo bench --workspace --bench compactor` (release). Environment: REFOLD_BENCH_COMMITS
 //! (default 1000), REFOLD_BENCH_EVENTS (events per commit, 100), REFOLD_BENCH_ITERS (merges
 //! per measurement, 9), REFOLD_BENCH_DIR (default a temp dir).
 #![allow(clippy::unwrap_used)]

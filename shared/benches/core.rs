@@ -13,7 +13,7 @@
 //! deserialization. sonic-rs uses its SIMD paths on x86_64 only when built with AVX2 and
 //! PCLMULQDQ (`-C target-cpu=...`); NEON is always on for aarch64 (the Lambda target).
 //!
-//! `cargo bench -p refold --bench core` (REFOLD_BENCH_SECONDS to change the run length).
+//! `cargo bench --workspace --bench core` (REFOLD_BENCH_SECONDS to change the run length).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

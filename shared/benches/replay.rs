@@ -5,7 +5,7 @@
 //! total and per worker, and the speed-up over 1 worker. The machine's cores bound the
 //! speed-up (2 cores here: 4 workers cannot beat 2 by more than their I/O overlap).
 //!
-//! `cargo bench -p refold --bench replay` (release). Environment: REFOLD_BENCH_EVENTS
+//! `cargo bench --workspace --bench replay` (release). Environment: REFOLD_BENCH_EVENTS
 //! (default 1,000,000), REFOLD_BENCH_BATCH (records per batch, 10,000), REFOLD_BENCH_WORKERS
 //! (comma list, "1,2,4"), REFOLD_BENCH_DIR (default a temp dir).
 #![allow(clippy::unwrap_used, clippy::expect_used)]

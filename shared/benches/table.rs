@@ -2,7 +2,7 @@
 //! the local filesystem (embedded SQLite catalog). Prints p50 latency and peak RSS per size
 //! and the ratio of the p50s. Targets: p50 <= 250 ms at 1 M keys, ratio <= 2, RSS <= 128 MB.
 //!
-//! `cargo bench -p refold --bench table` (release). Each measurement runs in a child process
+//! `cargo bench --workspace --bench table` (release). Each measurement runs in a child process
 //! of its own so its peak RSS (VmHWM) is the merge's, not the table setup's.
 //! Environment: REFOLD_BENCH_ITERS (merges per mode, default 7), REFOLD_BENCH_SIZES
 //! (comma-separated key counts, default 10000,1000000), REFOLD_BENCH_DIR (default a temp dir),
