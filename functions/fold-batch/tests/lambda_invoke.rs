@@ -60,7 +60,7 @@ async fn invoke_api_with_the_esm_payload_folds_to_the_oracle() {
 
 /// Posts the ESM payload; the function reports no failed item.
 fn invoke(url: &str, attempt: u32) {
-    let (status, body) = common::http_post(url, &common::esm_payload_path());
+    let (status, body) = common::curl::post_file(url, &common::esm_payload_path());
     assert_eq!(status, 200, "invoke #{attempt}: {body}");
     let resp: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(

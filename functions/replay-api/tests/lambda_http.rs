@@ -13,12 +13,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use refold::envelope::Envelope;
 use refold_kafka::{Producer, create_topic, read_topic};
 use serde_json::{Value, json};
 
+#[path = "../../fold-batch/tests/common/curl.rs"]
+mod curl;
 #[path = "../../fold-batch/tests/common/oracle.rs"]
 mod oracle;
 
@@ -39,34 +40,12 @@ fn root() -> PathBuf {
     oracle::workspace_root(Path::new(env!("CARGO_MANIFEST_DIR")))
 }
 
-/// `curl -X METHOD URL [-d BODY]`: (status, JSON body). Waits up to 15 min: the emulator
-/// runs the workers to completion before the API answers, and a function's first start
-/// waits for cargo.
+/// `METHOD URL [JSON]` through curl: (status, JSON body, or `{"raw": text}`).
 fn http(method: &str, url: &str, body: Option<&Value>) -> (u16, Value) {
-    let mut cmd = Command::new("curl");
-    cmd.args([
-        "-sS",
-        "-X",
-        method,
-        "--max-time",
-        "900",
-        "-w",
-        "\n%{http_code}",
-    ]);
-    if let Some(b) = body {
-        cmd.args(["-H", "Content-Type: application/json", "--data-binary"])
-            .arg(b.to_string());
-    }
-    let out = cmd.arg(url).output().expect("curl runs");
-    assert!(
-        out.status.success(),
-        "curl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    let v = serde_json::from_str(body).unwrap_or_else(|_| json!({ "raw": body }));
-    (code.trim().parse().unwrap(), v)
+    let text = body.map(Value::to_string);
+    let (code, body) = curl::request(method, url, text.as_deref().map(curl::Body::Text));
+    let v = serde_json::from_str(&body).unwrap_or_else(|_| json!({ "raw": body }));
+    (code, v)
 }
 
 /// The order stream in the topic, keyed by `order_id`: once per stack, so that a second run

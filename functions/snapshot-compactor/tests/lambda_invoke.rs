@@ -15,6 +15,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../fold-batch/tests/common/curl.rs"]
+mod curl;
 #[path = "../../fold-batch/tests/common/oracle.rs"]
 mod oracle;
 
@@ -36,26 +38,6 @@ fn env(name: &str) -> String {
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// POSTs `body` to `url` with curl (cargo lambda watch may first wait for a build).
-fn post(url: &str, body: &Path) -> (u16, String) {
-    let out = std::process::Command::new("curl")
-        .args(["-sS", "-X", "POST", "-H", "Content-Type: application/json"])
-        .args(["--max-time", "900", "--data-binary"])
-        .arg(format!("@{}", body.display()))
-        .args(["-w", "\n%{http_code}"])
-        .arg(url)
-        .output()
-        .expect("curl runs");
-    assert!(
-        out.status.success(),
-        "curl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.trim().parse().unwrap(), body.to_owned())
 }
 
 fn seed() -> CompiledPipeline {
@@ -81,7 +63,7 @@ fn run_pass(url: &str, dir: &Path) {
     ev["time"] = json!(refold::table::as_of::fmt_ms(now - now % 1000));
     let event = dir.join("schedule.json");
     std::fs::write(&event, ev.to_string()).unwrap();
-    let (status, body) = post(url, &event);
+    let (status, body) = curl::post_file(url, &event);
     assert_eq!(status, 200, "snapshot-compactor: {body}");
     let report: Value = serde_json::from_str(&body).unwrap();
     for step in ["compaction", "manifests", "checkpoint", "expiry", "orphans"] {
@@ -99,7 +81,7 @@ fn in_the_deployed_configuration_a_pass_keeps_the_rows() {
     let endpoint = env("REFOLD_LAMBDA_AWS_ENDPOINT");
     let moto = env("REFOLD_S3_ENDPOINT");
     let invoke = |f: &str| format!("{endpoint}/2015-03-31/functions/{f}/invocations");
-    let (status, body) = post(
+    let (status, body) = curl::post_file(
         &invoke("fold-batch"),
         &root().join("events/esm/orders-batch.json"),
     );
@@ -118,7 +100,7 @@ async fn the_schedule_event_runs_a_pass_that_keeps_the_rows() {
     let endpoint = env("REFOLD_LAMBDA_ENDPOINT");
     let warehouse = PathBuf::from(env("REFOLD_LAMBDA_WAREHOUSE"));
     let invoke = |f: &str| format!("{endpoint}/2015-03-31/functions/{f}/invocations");
-    let (status, body) = post(
+    let (status, body) = curl::post_file(
         &invoke("fold-batch"),
         &root().join("events/esm/orders-batch.json"),
     );

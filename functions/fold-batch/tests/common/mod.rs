@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod curl;
 pub mod oracle;
 
 use aws_lambda_events::event::kafka::KafkaEvent;
@@ -109,36 +110,6 @@ pub fn assert_matches_oracle<'a>(
     what: &str,
 ) {
     oracle::assert_rows_eq(&comparable(rows), &want.rows, what);
-}
-
-/// POSTs `body` to a URL with curl; (HTTP status, response body). Waits up to 15 minutes:
-/// under `cargo lambda watch` a function's first invoke runs `cargo run`, which waits for
-/// every other build holding the target directory's lock.
-pub fn http_post(url: &str, body: &Path) -> (u16, String) {
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sS",
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "--max-time",
-            "900",
-        ])
-        .arg("--data-binary")
-        .arg(format!("@{}", body.display()))
-        .args(["-w", "\n%{http_code}"])
-        .arg(url)
-        .output()
-        .expect("curl runs");
-    assert!(
-        out.status.success(),
-        "curl failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.trim().parse().unwrap(), body.to_owned())
 }
 
 /// A processor on a fresh local warehouse under `dir`, dead letters in `dir/dead-letters`.
