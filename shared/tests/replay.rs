@@ -435,7 +435,7 @@ async fn promotion_under_live_batches_loses_and_doubles_nothing() {
     let n = lines.len();
     let cut = |pct: usize| n * pct / 100;
     let topic = refold::replay::memory::MemoryTopic::new(TOPIC, 4);
-    let records = append(&topic, &lines[..cut(70)].to_vec(), 4);
+    let records = append(&topic, &lines[..cut(70)], 4);
     let f = fixture(
         dir.path(),
         topic.clone(),
@@ -456,7 +456,7 @@ async fn promotion_under_live_batches_loses_and_doubles_nothing() {
     )
     .await;
     // Live moves on past the replay: 70..80%.
-    let more = append(&topic, &lines[cut(70)..].to_vec(), 4);
+    let more = append(&topic, &lines[cut(70)..], 4);
     let (b80, b85, b90, b100) = (
         more[..cut(80) - cut(70)].to_vec(),
         more[cut(80) - cut(70)..cut(85) - cut(70)].to_vec(),

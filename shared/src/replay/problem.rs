@@ -96,7 +96,7 @@ pub struct Problem {
     pub field: Option<String>,
 }
 
-fn find<'e, T: std::error::Error + 'static>(e: &'e Error) -> Option<&'e T> {
+fn find<T: std::error::Error + 'static>(e: &Error) -> Option<&T> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e as _);
     while let Some(c) = cur {
         if let Some(t) = c.downcast_ref::<T>() {
