@@ -5,8 +5,8 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/refold/target
 .PHONY: demo test bench lint
 
 ## The main job on the embedded default: local warehouse, no cloud, no server to start.
+## (--bin, not -p: features resolve over the workspace as in the test build: one build.)
 demo:
-	# --bin, not -p: features resolve over the workspace as in the test build (one build)
 	cargo run --release -q --bin refold -- demo
 
 ## Installs what tests need (cached under ~/.cache/refold, idempotent) and runs every test.

@@ -22,7 +22,8 @@
 # The lambda service runs `cargo lambda watch --release --ignore-changes` with
 # CARGO_TARGET_DIR=$HOME/.cache/refold/target; the functions get the variables of
 # DIR/lambda.env when that file exists (write it before `up`), or of $REFOLD_LAMBDA_ENV_FILE;
-# without one, a default is written: the seed pipeline, DIR/warehouse, DIR/dead-letters.
+# without one, DIR/lambda.default.env is written: the seed pipeline, DIR/warehouse,
+# DIR/dead-letters.
 # Tools come from scripts/install-test-tools.sh ($HOME/.cache/refold/{venv,tools}).
 set -euo pipefail
 
@@ -55,10 +56,11 @@ start() { # name log cmd...   (own session/process group; PID file DIR/name.pid)
 }
 
 # The variables every function gets, after its catalog and warehouse: the seed pipeline,
-# the brokers, the replay fan-out through this emulator (port $1), dummy credentials.
+# the brokers (from the stack.env being written, $2: list `kafka` first), the replay
+# fan-out through this emulator (port $1), dummy credentials.
 function_env() {
   echo "REFOLD_PIPELINE=$ROOT/pipelines/order-events-pipeline.yaml"
-  local kc; kc=$(sed -n 's/^REFOLD_KAFKA_BROKERS=//p' "$env.tmp")
+  local kc; kc=$(sed -n 's/^REFOLD_KAFKA_BROKERS=//p' "$2")
   echo "KAFKA_CONNECTION=${kc:-127.0.0.1:9092}"
   # replay-api fans shards out to replay-worker (and a worker continues itself) through
   # the same Invoke API, with the AWS SDK's Lambda client.
@@ -112,10 +114,11 @@ up() {
         echo "REFOLD_KAFKA_BROKERS=127.0.0.1:$kp" >>"$env.tmp"
         ;;
       s3)
-        command -v moto_server >/dev/null || die "moto_server not found; run scripts/install-test-tools.sh"
+        "$CACHE/venv/bin/python" -c 'import moto.server' 2>/dev/null \
+          || die "moto not found in $CACHE/venv; run scripts/install-test-tools.sh"
         local sp; sp=$(free_port)
         # moto_server, with Glue's VersionId check on UpdateTable (moto skips it).
-        start s3 "$DIR/s3.log" python "$ROOT/tests/py/moto_server.py" -H 127.0.0.1 -p "$sp"
+        start s3 "$DIR/s3.log" "$CACHE/venv/bin/python" "$ROOT/tests/py/moto_server.py" -H 127.0.0.1 -p "$sp"
         wait_port "$sp" 30 moto "$DIR/s3.log"
         {
           echo "REFOLD_S3_ENDPOINT=http://127.0.0.1:$sp"
@@ -125,17 +128,18 @@ up() {
         } >>"$env.tmp"
         ;;
       lambda)
-        command -v cargo-lambda >/dev/null || die "cargo-lambda not found; run scripts/install-test-tools.sh"
         local lp; lp=$(free_port)
         local envfile="${REFOLD_LAMBDA_ENV_FILE:-$DIR/lambda.env}"
         if [ ! -f "$envfile" ]; then
-          # The default function environment: the seed pipeline, a local warehouse and a
-          # local dead-letter folder under DIR (tests read them through stack.env).
+          # The default function environment, written on every `up` (its ports are this
+          # run's): the seed pipeline, a local warehouse and a local dead-letter folder under
+          # DIR (tests read them through stack.env).
+          envfile="$DIR/lambda.default.env"
           mkdir -p "$DIR/warehouse" "$DIR/dead-letters"
           {
             echo "REFOLD_WAREHOUSE=$DIR/warehouse"
             echo "REFOLD_DEAD_LETTER=$DIR/dead-letters"
-            function_env "$lp"
+            function_env "$lp" "$env.tmp"
           } >"$envfile"
         fi
         grep -E '^REFOLD_(PIPELINE|WAREHOUSE|CATALOG_URI|DEAD_LETTER)=' "$envfile" \
@@ -151,20 +155,21 @@ up() {
         [ -n "$sp" ] || die "lambda-aws needs the s3 service before it (stack.sh up DIR s3 lambda-aws)"
         local ap; ap=$(free_port)
         local bucket=refold-lambda-aws
+        local wh="s3://$bucket/warehouse" dl="s3://$bucket/dead-letters/order-events-pipeline"
         curl -fsS -X PUT "http://127.0.0.1:$sp/$bucket" >/dev/null || die "could not create bucket $bucket on moto"
         {
           echo "REFOLD_CATALOG=glue"
-          echo "REFOLD_WAREHOUSE=s3://$bucket/warehouse"
-          echo "REFOLD_DEAD_LETTER=s3://$bucket/dead-letters/order-events-pipeline"
+          echo "REFOLD_WAREHOUSE=$wh"
+          echo "REFOLD_DEAD_LETTER=$dl"
           echo "REFOLD_GLUE_ENDPOINT=http://127.0.0.1:$sp"
           echo "REFOLD_S3_ENDPOINT=http://127.0.0.1:$sp"
-          function_env "$ap"
+          function_env "$ap" "$env.tmp"
         } >"$DIR/lambda-aws.env"
         start_emulator lambda-aws "$ap" "$DIR/lambda-aws.env"
         {
           echo "REFOLD_LAMBDA_AWS_ENDPOINT=http://127.0.0.1:$ap"
-          echo "REFOLD_LAMBDA_AWS_WAREHOUSE=s3://$bucket/warehouse"
-          echo "REFOLD_LAMBDA_AWS_DEAD_LETTER=s3://$bucket/dead-letters/order-events-pipeline"
+          echo "REFOLD_LAMBDA_AWS_WAREHOUSE=$wh"
+          echo "REFOLD_LAMBDA_AWS_DEAD_LETTER=$dl"
         } >>"$env.tmp"
         ;;
       *) die "unknown service $svc (kafka, s3, lambda, lambda-aws)" ;;
@@ -200,10 +205,11 @@ shift 2
 case "$cmd" in
   up)
     down >/dev/null
-    # A service that fails to come up takes the others down with it.
-    trap 'down >/dev/null 2>&1' ERR
+    # A service that fails to come up takes the others down with it (`die` exits, which an
+    # ERR trap would not see).
+    trap 'down >/dev/null 2>&1' EXIT
     up "$@"
-    trap - ERR
+    trap - EXIT
     ;;
   down) down ;;
   env) cat "$DIR/stack.env" ;;

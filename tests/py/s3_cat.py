@@ -1,6 +1,7 @@
-"""Prints the bytes of every object directly under s3://bucket/prefix/ on a local S3 (moto),
-in key order, concatenated: what a function wrote, read by boto3 rather than refold.
-Objects in sub-folders are left out (a replay's dead letters go to `<prefix>/replay-<id>/`).
+"""Prints the bytes of every `.jsonl` object directly under s3://bucket/prefix/ on a local S3
+(moto), in key order, concatenated: what a function wrote (dead letters), read by boto3
+rather than refold. Sub-folders are left out (a replay's dead letters go to
+`<prefix>/replay-<id>/`).
 
 Usage:
   s3_cat.py --endpoint http://127.0.0.1:PORT s3://bucket/prefix
@@ -31,12 +32,13 @@ def main() -> int:
         aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
         aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
     )
-    prefix = u.path.strip("/") + "/"
+    path = u.path.strip("/")
+    prefix = path + "/" if path else ""
     keys = []
     pages = s3.get_paginator("list_objects_v2").paginate(
         Bucket=u.netloc, Prefix=prefix, Delimiter="/")
     for page in pages:
-        keys.extend(o["Key"] for o in page.get("Contents", []))
+        keys.extend(o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".jsonl"))
     out = sys.stdout.buffer
     for key in sorted(keys):
         out.write(s3.get_object(Bucket=u.netloc, Key=key)["Body"].read())
