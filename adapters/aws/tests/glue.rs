@@ -4,7 +4,7 @@
 //! deterministically, and the result read by PyIceberg's Glue catalog against the same moto.
 //!
 //!   scripts/stack.sh up /tmp/refold-stack s3 && set -a && . /tmp/refold-stack/stack.env && set +a
-//!   cargo test --release -p refold-aws --test glue
+//!   cargo test --release --workspace --test glue
 //!
 //! moto 5.2.5 ignores `UpdateTable`'s `VersionId`; the stack runs it with Glue's check added
 //! (`tests/py/moto_server.py`, asserted in `a_stale_version_id_is_refused_as_glue_does`), so

@@ -3,7 +3,7 @@
 //! read back with the AWS SDK (`refold_aws::read_dead_letters`).
 //!
 //!   scripts/stack.sh up /tmp/refold-stack s3 && set -a && . /tmp/refold-stack/stack.env && set +a
-//!   cargo test --release -p refold-aws --test moto
+//!   cargo test --release --workspace --test moto
 
 #![allow(clippy::unwrap_used)]
 

@@ -1,7 +1,7 @@
 //! Builds a real Kafka event source mapping (ESM) payload from a JSONL file of envelopes,
 //! with refold-kafka's ESM builder (`esm_event`), the one every Rust caller uses.
 //!
-//!   cargo run --release -p refold-kafka --example build_esm -- \
+//!   cargo run --release --example build_esm -- \
 //!       [--events events/orders.jsonl] [--out events/esm/orders-batch.json] \
 //!       [--topic domain.orders.events] [--partitions 3] [--key-field order_id] [--self-managed]
 //!

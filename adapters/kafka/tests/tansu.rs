@@ -3,7 +3,7 @@
 //! batches, and check that nothing is lost, reordered or mis-keyed.
 //!
 //!   scripts/stack.sh up /tmp/refold-stack kafka && set -a && . /tmp/refold-stack/stack.env && set +a
-//!   cargo test --release -p refold-kafka --test tansu
+//!   cargo test --release --workspace --test tansu
 
 #![allow(clippy::unwrap_used)]
 

@@ -1,4 +1,4 @@
-//! The committed ESM payload (events/esm/orders-batch.json, from `cargo run -p refold-kafka --example build_esm`) is a
+//! The committed ESM payload (events/esm/orders-batch.json, from `cargo run --release --example build_esm`) is a
 //! real Kafka ESM event: it deserializes as aws_lambda_events' KafkaEvent and decodes into
 //! every line of events/orders.jsonl plus one bad-base64 dead letter; folded in memory, its
 //! records give the CPython oracle's rows (`tests/py/seed_fold.py` over the same lines).

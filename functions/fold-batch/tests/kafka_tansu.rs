@@ -5,7 +5,7 @@
 //! events (`tests/py/seed_fold.py`), and the dead letters are the lines the oracle rejects.
 //!
 //!   scripts/stack.sh up /tmp/refold-stack kafka && set -a && . /tmp/refold-stack/stack.env && set +a
-//!   cargo test --release -p fold-batch --test kafka_tansu
+//!   cargo test --release --workspace --test kafka_tansu
 
 #![allow(clippy::unwrap_used)]
 mod common;
