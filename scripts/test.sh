@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command (`make test`, and CI's `.ci/run`): installs what the tests need
 # (idempotent, cached under ~/.cache/refold), starts the local stand-ins on 127.0.0.1
-# (PostgreSQL, tansu for Kafka, moto for S3, `cargo lambda watch` for the Invoke API), runs
+# (PostgreSQL, tansu for Kafka, moto for S3 and Glue, and two `cargo lambda watch` emulators
+# for the Invoke API: one with a local warehouse, one with the deployed configuration), runs
 # every test, and stops the stand-ins whatever happens.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,7 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "start PostgreSQL, Kafka (tansu), S3 (moto), Lambda (cargo lambda watch)"
+step "start PostgreSQL, Kafka (tansu), S3 and Glue (moto), Lambda (cargo lambda watch: local and deployed configuration)"
 eval "$(scripts/pg.sh start)"
 scripts/stack.sh up "$RUN" kafka s3 lambda lambda-aws
 set -a
