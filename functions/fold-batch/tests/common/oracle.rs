@@ -61,15 +61,28 @@ pub fn python() -> PathBuf {
     path
 }
 
+/// Runs `tests/py/<script>` with `args` under [`python`]; its stdout. A missing script, or
+/// one that fails, fails the test with its stderr.
+fn python_script<S: AsRef<std::ffi::OsStr>>(root: &Path, script: &str, args: &[S]) -> Vec<u8> {
+    let path = root.join("tests/py").join(script);
+    assert!(path.is_file(), "{} is missing", path.display());
+    let out = Command::new(python())
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", path.display()));
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Runs `seed_fold.py PIPELINE EVENTS` and reads its rows and rejections. Panics, with the
 /// oracle's stderr, when it fails.
 pub fn run(root: &Path, pipeline: &Path, events: &Path) -> Oracle {
-    let script = root.join("tests/py/seed_fold.py");
-    assert!(
-        script.is_file(),
-        "the oracle {} is missing",
-        script.display()
-    );
     let dir = std::env::temp_dir().join(format!(
         "refold-oracle-{}-{}",
         std::process::id(),
@@ -77,23 +90,16 @@ pub fn run(root: &Path, pipeline: &Path, events: &Path) -> Oracle {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let dead = dir.join("rejected.jsonl");
-    let out = Command::new(python())
-        .arg(&script)
-        .arg(pipeline)
-        .arg(events)
-        .arg("--dead-letters")
-        .arg(&dead)
-        .arg("--quiet")
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "the CPython oracle failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = [
+        pipeline.as_os_str(),
+        events.as_os_str(),
+        "--dead-letters".as_ref(),
+        dead.as_os_str(),
+        "--quiet".as_ref(),
+    ];
+    let stdout = python_script(root, "seed_fold.py", &args);
     let mut rows = Rows::new();
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
+    for line in String::from_utf8(stdout).unwrap().lines() {
         let v: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("oracle line `{line}` is not JSON: {e}"));
         let id = (
@@ -216,18 +222,16 @@ pub fn assert_rows_eq(got: &Rows, want: &Rows, what: &str) {
 pub fn glue_rows(root: &Path, moto: &str, table: &str) -> Rows {
     let (namespace, name) = table.rsplit_once('.').expect("namespace.table");
     let glue_table = format!("{}.{name}", namespace.replace('.', "_"));
-    let out = Command::new(python())
-        .arg(root.join("tests/py/glue_read.py"))
-        .args(["--endpoint", moto, "--table", &glue_table])
-        .args(["--key-field", "order_id"])
-        .output()
-        .expect("runs glue_read.py");
-    assert!(
-        out.status.success(),
-        "glue_read.py {glue_table}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let args = [
+        "--endpoint",
+        moto,
+        "--table",
+        &glue_table,
+        "--key-field",
+        "order_id",
+    ];
+    let stdout = python_script(root, "glue_read.py", &args);
+    let v: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
     let text = |r: &serde_json::Value, f: &str| r[f].as_str().unwrap().to_owned();
     v["rows"]
         .as_array()
@@ -248,15 +252,5 @@ pub fn glue_rows(root: &Path, moto: &str, table: &str) -> Rows {
 /// The bytes of every object directly under `url` (`s3://bucket/prefix`) at `moto`, in key
 /// order, concatenated (`tests/py/s3_cat.py`, boto3); sub-folders are left out.
 pub fn s3_cat(root: &Path, moto: &str, url: &str) -> Vec<u8> {
-    let out = Command::new(python())
-        .arg(root.join("tests/py/s3_cat.py"))
-        .args(["--endpoint", moto, url])
-        .output()
-        .expect("runs s3_cat.py");
-    assert!(
-        out.status.success(),
-        "s3_cat.py {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    python_script(root, "s3_cat.py", &["--endpoint", moto, url])
 }
