@@ -275,6 +275,9 @@ fn negative_zeros(input: &[u8]) -> Option<Vec<u8>> {
                 in_string = true;
                 i += 1;
             }
+            // A number that starts with a digit is skipped whole: the `-` of its
+            // exponent (`0E-00`) does not start a number.
+            b'0'..=b'9' => i += input[i..].iter().take_while(|&&c| is_number_byte(c)).count(),
             b'-' => {
                 let end = i + input[i..]
                     .iter()
@@ -340,6 +343,9 @@ mod tests {
             r#"{"-0":0,"a":[0,-0.0,"-0","x-0.0"]}"#,
             "strings keep their text"
         );
+        // The `-` of an exponent is not a negative zero (found by tests/json_diff.rs).
+        let v = parse_str(r#"[0E-00, 1e-0, -0.0E00]"#).expect("valid");
+        assert_eq!(to_text(&v), "[0.0,1.0,-0.0]");
         let err = parse_str("[1, 1e400]").expect_err("beyond f64");
         assert_eq!((err.offset, err.message.as_str()), (4, OUT_OF_RANGE));
     }
