@@ -15,7 +15,7 @@ folds EVENTS.jsonl the way refold's documentation says a fold sees events:
 - `event.type` is `event_type`, then the envelope's fields, then `data`'s fields are
   attributes of `event`; `state` is `{}` for a new key;
 - an event whose fold raises, or returns anything but a dict of JSON values, is rejected and
-  its key goes on without it.
+  its key goes on without it; Starlark's builtin `fail(*args)` is there, and raises.
 
 Prints one JSON object per row, sorted by (tenant_id, key):
   {"tenant_id": ..., "key": ..., "state": {...}, "events_folded": n, "last_event_id": ...}
@@ -296,8 +296,18 @@ def load_pipeline(path):
     return t["fold_function"], substitute(str(t["key_field"])), set(event_types)
 
 
+class Fail(Exception):
+    """Raised by `fail(...)`: the fold rejects the event with this message."""
+
+
+def starlark_fail(*args, sep=" "):
+    """Starlark's builtin `fail(*args, sep=" ")`: stops the fold with the arguments as the
+    message, so the event is rejected (a dead letter) with that reason."""
+    raise Fail(sep.join(str(a) for a in args))
+
+
 def compile_fold(source):
-    namespace = {"__builtins__": builtins, "__name__": "fold_function"}
+    namespace = {"__builtins__": builtins, "__name__": "fold_function", "fail": starlark_fail}
     exec(compile(source, "fold_function", "exec"), namespace)
     fold = namespace.get("fold")
     if not callable(fold):
