@@ -4,6 +4,7 @@
 //! client types, no I/O in the fold. Around it, `table` (the Iceberg state table) and
 //! `dead_letter` are ports with real and in-memory adapters. See ARCHITECTURE.md.
 
+pub mod archive;
 pub mod batch;
 pub mod compactor;
 pub mod dead_letter;

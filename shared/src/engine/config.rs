@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::archive::ArchiveConfig;
 use crate::batch::CompiledPipeline;
 use crate::dead_letter::{DeadLetterStore, LocalDeadLetters, ObjectDeadLetters};
 use crate::error::{Error, ErrorKind, Result};
@@ -65,6 +66,24 @@ pub fn table_config(cp: &CompiledPipeline, catalog: CatalogConfig) -> Result<Tab
             KEYING_PROPERTY.to_owned(),
             cp.key_check.property(&cp.key_field),
         )]),
+    })
+}
+
+/// The event archive a pipeline appends to (None: `archive: false`), in `catalog`, keeping
+/// the live consumer group's offsets.
+pub fn archive_config(cp: &CompiledPipeline, catalog: CatalogConfig) -> Option<ArchiveConfig> {
+    let p = &cp.pipeline;
+    let t = p.transformation();
+    let table = p.archive_table(t)?;
+    let source = p.source_of(t);
+    Some(ArchiveConfig {
+        catalog,
+        table: TableIdentity {
+            namespace: table.namespace,
+            name: table.name,
+        },
+        topic: source.topic.clone(),
+        consumer_group: source.consumer_group.clone(),
     })
 }
 

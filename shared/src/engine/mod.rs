@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::archive::{Archive, ArchivedEvent};
 use crate::batch::{self, CompiledPipeline, Counts, Folded};
 use crate::dead_letter::{DeadLetter, DeadLetterStore};
 use crate::error::{Error, ErrorKind, Result};
@@ -23,7 +24,7 @@ use crate::table::{CatalogConfig, FoldedBatch, StateTable};
 
 pub mod config;
 
-pub use config::table_config;
+pub use config::{archive_config, table_config};
 
 /// Records (decodable or not) one [`BatchProcessor::process`] takes. An event source mapping
 /// batch is at most 10,000 records (and 6 MB), a replay batch `REFOLD_REPLAY_BATCH_RECORDS`
@@ -60,6 +61,8 @@ pub struct BatchReport {
     pub commit_ms: f64,
     /// The dead letters written (policy `dead_letter`).
     pub dead_letters: Vec<DeadLetter>,
+    /// Events appended to the event archive (a redelivery appends none).
+    pub archived: usize,
 }
 
 /// What one partition of a batch did.
@@ -68,6 +71,7 @@ struct PartitionReport {
     folded: Folded,
     rows: usize,
     snapshot: bool,
+    archived: usize,
     fold_ms: f64,
     merge_ms: f64,
 }
@@ -77,6 +81,9 @@ pub struct BatchProcessor {
     cp: CompiledPipeline,
     table: StateTable,
     dead_letters: Arc<dyn DeadLetterStore>,
+    /// The source's event archive; None for `archive: false` and for replays (which
+    /// read history rather than record it).
+    archive: Option<Archive>,
 }
 
 impl BatchProcessor {
@@ -89,17 +96,29 @@ impl BatchProcessor {
             cp,
             table,
             dead_letters,
+            archive: None,
         }
     }
 
-    /// Opens (or creates) the pipeline's state table in `catalog`.
+    /// Opens (or creates) the pipeline's state table and event archive in `catalog`.
     pub async fn open(
         cp: CompiledPipeline,
         catalog: CatalogConfig,
         dead_letters: Arc<dyn DeadLetterStore>,
     ) -> Result<Self> {
+        let archive = match archive_config(&cp, catalog.clone()) {
+            Some(cfg) => Some(Archive::open_or_create(cfg).await?),
+            None => None,
+        };
         let table = StateTable::open_or_create(table_config(&cp, catalog)?).await?;
-        Ok(Self::new(cp, table, dead_letters))
+        let mut p = Self::new(cp, table, dead_letters);
+        p.archive = archive;
+        Ok(p)
+    }
+
+    /// The event archive this processor appends to, if any.
+    pub fn archive(&self) -> Option<&Archive> {
+        self.archive.as_ref()
     }
 
     /// Pipeline, catalog and dead letters from the environment (see [`config`]).
@@ -163,6 +182,7 @@ impl BatchProcessor {
             report.counts += f.counts;
             report.keys += part.rows;
             report.snapshots += usize::from(part.snapshot);
+            report.archived += part.archived;
             report.fold_ms += part.fold_ms;
             report.commit_ms += (part.merge_ms - part.fold_ms).max(0.0);
             report.failed_at.extend(f.failed_at);
@@ -178,7 +198,11 @@ impl BatchProcessor {
         records: &[SourceRecord],
         undecodable: &[DeadLetter],
     ) -> Result<PartitionReport> {
-        let prepared = batch::prepare(&self.cp, records, undecodable)?;
+        let decoded = batch::decode(records);
+        let archived = self
+            .archive_partition(p, records, &decoded, undecodable)
+            .await?;
+        let prepared = batch::prepare_decoded(&self.cp, records, decoded, undecodable)?;
         let keys = prepared.row_ids();
         let ends = prepared.partition_ends();
         let first = prepared.first_offset(p);
@@ -213,9 +237,43 @@ impl BatchProcessor {
             folded,
             rows: rows_written,
             snapshot: outcome.snapshot_id.is_some(),
+            archived,
             fold_ms,
             merge_ms: t_merge.elapsed().as_secs_f64() * 1e3,
         })
+    }
+
+    /// Appends the partition's valid envelopes to the archive, before the state merge: the
+    /// archive is never behind the view, and each is exactly once on its own offsets.
+    async fn archive_partition(
+        &self,
+        p: i32,
+        records: &[SourceRecord],
+        decoded: &[batch::Decoded],
+        undecodable: &[DeadLetter],
+    ) -> Result<usize> {
+        let Some(archive) = &self.archive else {
+            return Ok(0);
+        };
+        let events: Vec<ArchivedEvent> = records
+            .iter()
+            .zip(decoded)
+            .filter_map(|(r, d)| {
+                d.as_ref()
+                    .ok()
+                    .map(|e| ArchivedEvent::new(r, e, &self.cp.key_field))
+            })
+            .collect();
+        let next_offset = records
+            .iter()
+            .map(|r| r.offset)
+            .chain(undecodable.iter().map(|d| d.offset))
+            .max()
+            .map_or(0, |o| o + 1);
+        if next_offset == 0 {
+            return Ok(0);
+        }
+        Ok(archive.append(p, &events, next_offset).await?.appended)
     }
 
     /// Under `on_error: fail`, a batch must start at or before the committed offset: a

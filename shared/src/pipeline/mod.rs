@@ -65,6 +65,25 @@ pub struct Source {
     pub start_offset: StartOffset,
     /// Event types to fold; empty means every type. Others are skipped, not dead-lettered.
     pub event_types: Vec<String>,
+    /// The event archive of this source (`archive:`): on unless `archive: false`.
+    pub archive: SourceArchive,
+}
+
+/// `sources.<name>.archive`: `false`, `true`, or `{enabled: bool, table: ns.name}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceArchive {
+    pub enabled: bool,
+    /// None: `<namespace of the sink's table>.<source name>_archive`.
+    pub table: Option<TableName>,
+}
+
+impl Default for SourceArchive {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            table: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -493,6 +512,19 @@ impl Pipeline {
         self.sources
             .get(&t.input)
             .expect("a validated pipeline's transformation inputs name sources")
+    }
+
+    /// The event archive of `t`'s source, if it has one: its table is the configured one,
+    /// else `<namespace of t's sink table>.<source name>_archive`.
+    pub fn archive_table(&self, t: &Transformation) -> Option<TableName> {
+        let source = self.source_of(t);
+        if !source.archive.enabled {
+            return None;
+        }
+        Some(source.archive.table.clone().unwrap_or_else(|| TableName {
+            namespace: self.sink_of(t).table.namespace.clone(),
+            name: format!("{}_archive", source.name),
+        }))
     }
 
     /// The (first) sink writing `t`'s output.

@@ -13,8 +13,8 @@ use super::yaml::{Field, Reader, Shape, closest, entries, index, items, join};
 use super::{
     BOOKKEEPING_COLUMNS, Column, ColumnType, CompactionPolicy, Engine, ErrorPolicy, FoldLimits,
     FoldSource, Format, Metadata, Orchestration, Pipeline, SinkKind, SinkMode, SnapshotPolicy,
-    SnapshotStore, Source, SourceKind, StartOffset, StateType, TENANT_COLUMN, TableName,
-    Transformation, TransformationKind,
+    SnapshotStore, Source, SourceArchive, SourceKind, StartOffset, StateType, TENANT_COLUMN,
+    TableName, Transformation, TransformationKind,
 };
 use super::{Sink, problem::Pos};
 
@@ -163,6 +163,7 @@ fn read_source(r: &mut Reader<'_>, path: &str, name: &str, f: Field<'_>) -> Sour
             "format",
             "start_offset",
             "event_types",
+            "archive",
         ],
         required: &["type", "connection", "topic", "consumer_group"],
     };
@@ -175,10 +176,12 @@ fn read_source(r: &mut Reader<'_>, path: &str, name: &str, f: Field<'_>) -> Sour
         format: Format::Json,
         start_offset: StartOffset::default(),
         event_types: Vec::new(),
+        archive: SourceArchive::default(),
     };
     let Some(map) = r.mapping(path, f) else {
         return source;
     };
+
     let fields = r.fields(path, f.key_pos, map, &SHAPE);
     if let Some(kind) = fields.get("type").filter(|t| !t.is_null()) {
         source.kind = choice(
@@ -213,6 +216,9 @@ fn read_source(r: &mut Reader<'_>, path: &str, name: &str, f: Field<'_>) -> Sour
         source.start_offset =
             read_start_offset(r, &join(path, "start_offset"), start).unwrap_or_default();
     }
+    if let Some(archive) = fields.get("archive").filter(|a| !a.is_null()) {
+        source.archive = read_archive(r, &join(path, "archive"), archive);
+    }
     if let Some(types) = fields.get("event_types") {
         let types_path = join(path, "event_types");
         source.event_types = r.string_list(&types_path, types);
@@ -226,6 +232,39 @@ fn read_source(r: &mut Reader<'_>, path: &str, name: &str, f: Field<'_>) -> Sour
         }
     }
     source
+}
+
+/// `archive: false | true | {enabled: bool, table: ns.name}`.
+fn read_archive(r: &mut Reader<'_>, path: &str, f: Field<'_>) -> SourceArchive {
+    const SHAPE: Shape<'static> = Shape {
+        known: &["enabled", "table"],
+        required: &[],
+    };
+    let mut archive = SourceArchive::default();
+    if !matches!(f.node, Node::Mapping(_)) {
+        archive.enabled = r.boolean(path, f).unwrap_or(true);
+        return archive;
+    }
+    let Some(map) = r.mapping(path, f) else {
+        return archive;
+    };
+    let fields = r.fields(path, f.key_pos, map, &SHAPE);
+    if let Some(enabled) = fields.get("enabled").filter(|e| !e.is_null()) {
+        archive.enabled = r.boolean(&join(path, "enabled"), enabled).unwrap_or(true);
+    }
+    if let Some(table) = fields.get("table").filter(|t| !t.is_null()) {
+        let table_path = join(path, "table");
+        if let Some(text) = r.string(&table_path, table) {
+            match TableName::parse(&text) {
+                Ok(t) => archive.table = Some(t),
+                Err(message) => {
+                    let pos = r.pos_of(&table_path);
+                    r.error(&table_path, pos, message);
+                }
+            }
+        }
+    }
+    archive
 }
 
 fn read_start_offset(r: &mut Reader<'_>, path: &str, f: Field<'_>) -> Option<StartOffset> {

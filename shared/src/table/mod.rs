@@ -67,7 +67,7 @@ pub mod orphans;
 mod owner;
 pub mod position_delete;
 pub mod reader;
-mod retry;
+pub(crate) mod retry;
 pub mod row;
 pub mod schema;
 pub mod stats;
@@ -79,6 +79,7 @@ pub use config::{
     TableConfig, TableIdentity, TableLimits,
 };
 pub use maintenance::{CHECKPOINT_TAG_PREFIX, CompactOutcome};
+pub(crate) use merge::WRITER;
 pub use merge::{FoldedBatch, MergeOutcome};
 pub use owner::OWNER_PROPERTY;
 pub use retry::CommitRetry;

@@ -93,6 +93,23 @@ impl CommitRetry {
     }
 }
 
+/// A table the retry loop commits to: the state table, the event archive.
+pub(crate) trait CommitTarget: Sync {
+    /// The current metadata (the base of the next attempt).
+    fn load_base(&self) -> impl std::future::Future<Output = Result<Loaded>> + Send;
+    /// The defaults of the policy where the table's properties are silent.
+    fn retry_limits(&self) -> &TableLimits;
+}
+
+impl CommitTarget for StateTable {
+    fn load_base(&self) -> impl std::future::Future<Output = Result<Loaded>> + Send {
+        self.load()
+    }
+    fn retry_limits(&self) -> &TableLimits {
+        &self.limits
+    }
+}
+
 /// The retry state of one commit. Callers loop: [`next_base`](Self::next_base), attempt,
 /// then `Ok` or [`lost`](Self::lost) (which waits, or gives up). A driver rather than a
 /// function taking an async closure: a future holding such a closure's borrows cannot be
@@ -117,11 +134,11 @@ impl RetryLoop {
 
     /// Loads the base of the next attempt. The policy comes from the first attempt's table
     /// properties (a retry does not switch policies midway).
-    pub(crate) async fn next_base(&mut self, table: &StateTable) -> Result<Loaded> {
+    pub(crate) async fn next_base<T: CommitTarget>(&mut self, table: &T) -> Result<Loaded> {
         self.attempts += 1;
-        let base = table.load().await?;
+        let base = table.load_base().await?;
         if self.policy.is_none() {
-            let p = CommitRetry::from_properties(base.metadata.properties(), &table.limits)?;
+            let p = CommitRetry::from_properties(base.metadata.properties(), table.retry_limits())?;
             let delays = Box::new(p.delays());
             self.policy = Some((p, delays));
         }

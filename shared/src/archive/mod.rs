@@ -1,0 +1,174 @@
+//! The event archive: every valid envelope of a source, appended exactly once to an
+//! Iceberg table beside the state table. Kafka's retention is finite; the archive is the
+//! full history: historical queries (Athena, Trino, DuckDB), replay of offsets Kafka no
+//! longer has (`replay`), and one entity's state at any time (`refold history`).
+//!
+//! Exactly once, on its own: the archive keeps its own committed offsets
+//! (`refold.offsets.<topic>/<group>`, in each snapshot's summary and as a table property,
+//! as the state table does, see [`crate::table::offsets`]). An append writes the records at
+//! or past the committed offset of their partition and moves it past the batch in the same
+//! compare-and-set; a redelivered batch appends nothing, a batch that overlaps appends its
+//! new suffix. fold-batch appends before it merges the state (ARCHITECTURE.md says why):
+//! the archive is never behind the view.
+//!
+//! | module | concept |
+//! |---|---|
+//! | [`layout`] | schema (the envelope's fields, Kafka's coordinates), partition spec (day, entity type), sort order |
+//! | [`event`] | [`ArchivedEvent`]: from a record and its envelope, back to a record, Arrow |
+//! | `append` | [`Archive::append`]: data files per Iceberg partition, one exactly-once commit |
+//! | `read` | scans: an offset range of a partition, one entity's events, first offsets |
+
+use std::sync::Arc;
+
+use arrow_schema::SchemaRef;
+use iceberg::TableIdent;
+use iceberg::io::FileIO;
+use iceberg::spec::TableMetadata;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::table::files::ManifestCache;
+use crate::table::retry::CommitTarget;
+use crate::table::{CatalogConfig, CatalogSwap, Loaded, TableIdentity, TableLimits, catalog};
+
+mod append;
+pub mod event;
+pub mod layout;
+mod read;
+
+pub use append::AppendOutcome;
+pub use event::ArchivedEvent;
+
+/// Where an archive lives and whose offsets it keeps.
+#[derive(Debug, Clone)]
+pub struct ArchiveConfig {
+    pub catalog: CatalogConfig,
+    pub table: TableIdentity,
+    pub topic: String,
+    /// The consumer group whose offsets the archive keeps (the live pipeline's).
+    pub consumer_group: String,
+}
+
+/// An open event archive.
+pub struct Archive {
+    cfg: ArchiveConfig,
+    ident: TableIdent,
+    file_io: FileIO,
+    catalog: Arc<dyn CatalogSwap>,
+    arrow: SchemaRef,
+    schema_id: i32,
+    spec_id: i32,
+    limits: TableLimits,
+    manifests: ManifestCache,
+}
+
+impl std::fmt::Debug for Archive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Archive")
+            .field("table", &self.cfg.table.to_string())
+            .finish()
+    }
+}
+
+impl CommitTarget for Archive {
+    fn load_base(&self) -> impl std::future::Future<Output = Result<Loaded>> + Send {
+        self.load()
+    }
+    fn retry_limits(&self) -> &TableLimits {
+        &self.limits
+    }
+}
+
+impl Archive {
+    /// Opens the archive, creating it if missing; an existing one must have the archive's
+    /// columns and Iceberg format 2.
+    pub async fn open_or_create(cfg: ArchiveConfig) -> Result<Self> {
+        let what = format!("event archive {}", cfg.table);
+        Self::open_inner(cfg)
+            .await
+            .map_err(|e| e.with_context(what))
+    }
+
+    async fn open_inner(cfg: ArchiveConfig) -> Result<Self> {
+        let layout = layout::layout(&cfg.topic)?;
+        let ident = cfg.table.ident()?;
+        let (catalog, file_io) = catalog::connect(&cfg.catalog).await?;
+        let loaded = match catalog.current_location(&ident).await? {
+            Some(loc) => catalog::read_metadata(&file_io, &loc).await?,
+            None => {
+                let props = layout.properties.clone();
+                catalog::create_table(catalog.as_ref(), &file_io, &ident, &layout, props).await?
+            }
+        };
+        let md = &loaded.metadata;
+        crate::table::check_format(md, &ident)?;
+        crate::table::schema::check_compatible(md.current_schema(), &layout.schema)?;
+        let arrow = iceberg::arrow::schema_to_arrow_schema(md.current_schema())
+            .map_err(|e| Error::new(ErrorKind::Internal, "archive arrow schema").with_source(e))?;
+        let limits = TableLimits::default();
+        Ok(Self {
+            manifests: ManifestCache::new(limits.max_cached_manifests),
+            schema_id: md.current_schema_id(),
+            spec_id: md.default_partition_spec_id(),
+            arrow: Arc::new(arrow),
+            cfg,
+            ident,
+            file_io,
+            catalog,
+            limits,
+        })
+    }
+
+    pub fn config(&self) -> &ArchiveConfig {
+        &self.cfg
+    }
+
+    pub(crate) async fn load(&self) -> Result<Loaded> {
+        let loc = self
+            .catalog
+            .current_location(&self.ident)
+            .await?
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("event archive {} vanished from the catalog", self.cfg.table),
+                )
+            })?;
+        catalog::read_metadata(&self.file_io, &loc).await
+    }
+
+    /// The archive's committed next offset per partition (empty: nothing archived).
+    pub async fn committed_offsets(&self) -> Result<std::collections::BTreeMap<i32, i64>> {
+        let l = self.load().await?;
+        self.read_offsets(&l.metadata)
+    }
+
+    fn read_offsets(&self, md: &TableMetadata) -> Result<std::collections::BTreeMap<i32, i64>> {
+        crate::table::offsets::read(
+            md,
+            &self.cfg.topic,
+            &self.cfg.consumer_group,
+            self.limits.max_offset_history_snapshots,
+        )
+        .map_err(|e| e.with_context(format!("committed offsets of {}", self.cfg.table)))
+    }
+
+    /// Format 2 and the schema and spec this handle writes with (another engine may evolve
+    /// the table between two attempts; files for the old ones must not be committed).
+    fn check_base(&self, base: &Loaded) -> Result<()> {
+        let md = &base.metadata;
+        crate::table::check_format(md, &self.ident)?;
+        if (md.current_schema_id(), md.default_partition_spec_id())
+            != (self.schema_id, self.spec_id)
+        {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "event archive {} changed under refold (schema or partition spec evolved by \
+                     another engine): reopen it",
+                    self.cfg.table
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
