@@ -1,6 +1,10 @@
 //! Folds written in Rust. `OrderFold` is the seed's order fold, written natively: the
 //! reference the Starlark run of the seed's `fold_function` is tested against, and the
-//! baseline for the fold benchmark. Select one in a pipeline with `fold_native: <name>`.
+//! baseline for the fold benchmark. `LlmOpsFold` (`llm_ops`) is the example pipeline
+//! `pipelines/examples/llm-ops-pipeline.yaml`'s, with typed columns. Select one in a pipeline
+//! with `fold_native: <name>`.
+
+mod llm_ops;
 
 use std::borrow::Cow;
 
@@ -9,11 +13,14 @@ use crate::envelope::{Attr, Envelope};
 use crate::json;
 
 /// Names accepted by `fold_native:`.
-pub const NAMES: &[&str] = &["order"];
+pub const NAMES: &[&str] = &["order", "llm_ops"];
+
+pub use llm_ops::{LlmOpsFold, LlmOpsState};
 
 pub fn by_name(name: &str) -> Option<Box<dyn DynFold>> {
     match name {
         "order" => Some(Box::new(OrderFold)),
+        "llm_ops" => Some(Box::new(LlmOpsFold)),
         _ => None,
     }
 }
