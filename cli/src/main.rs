@@ -5,6 +5,7 @@ mod checkpoints;
 mod compact;
 mod demo;
 mod fold;
+mod history;
 mod replay;
 mod state;
 mod validate;
@@ -58,6 +59,29 @@ enum Command {
         /// snapshot at or before it).
         #[arg(long)]
         as_of: Option<String>,
+    },
+    /// One entity's state at any time, event by event, from the event archive (starting at
+    /// the nearest checkpoint): each event applied and the state after it.
+    History {
+        pipeline: PathBuf,
+        #[arg(long, default_value = "warehouse")]
+        warehouse: PathBuf,
+        /// The entity's key (as the pipeline folds by: data.<key_field>, else entity_id).
+        #[arg(long)]
+        key: String,
+        /// The entity's tenant (needed when the key is in more than one).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only events dated at or before this RFC 3339 time.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Fold every archived event of the entity, not from the nearest checkpoint.
+        #[arg(long)]
+        from_start: bool,
+        /// One JSON object per event: event_id, partition, offset, event_type, timestamp,
+        /// state (and error when the event was set aside).
+        #[arg(long)]
+        json: bool,
     },
     /// One maintenance pass over a pipeline's state table (what the snapshot-compactor
     /// Lambda does on its schedule): merge manifests, compact partitions past a threshold,
@@ -171,6 +195,24 @@ async fn main() -> ExitCode {
             events,
             batch_size,
         } => fold::run(&pipeline, &events, batch_size),
+        Command::History {
+            pipeline,
+            warehouse,
+            key,
+            tenant,
+            as_of,
+            from_start,
+            json,
+        } => {
+            let q = history::Args {
+                key: &key,
+                tenant: tenant.as_deref(),
+                as_of: as_of.as_deref(),
+                from_start,
+                json,
+            };
+            history::run(&pipeline, &warehouse, q).await
+        }
         Command::State {
             pipeline,
             warehouse,

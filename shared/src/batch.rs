@@ -13,6 +13,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use crate::dead_letter::{DeadLetter, DeadLetterKind};
 use crate::envelope::{Envelope, EnvelopeError};
 use crate::error::{Error, ErrorKind, Result};
+use crate::fold::upcast::Upcasters;
 use crate::fold::{FoldErrorKind, FoldProgram, KeyEvents, State};
 use crate::pipeline::{ErrorPolicy, Pipeline};
 use crate::record::SourceRecord;
@@ -57,6 +58,7 @@ pub struct CompiledPipeline {
     pub on_error: ErrorPolicy,
     pub key_check: KeyCheck,
     fold: FoldProgram,
+    upcasters: Upcasters,
 }
 
 impl CompiledPipeline {
@@ -67,14 +69,24 @@ impl CompiledPipeline {
         let fold = FoldProgram::compile(&t.fold, &t.limits).map_err(|e| {
             Error::new(ErrorKind::Fold, e).with_context(format!("transformation `{}`", t.name))
         })?;
+        let upcasters = Upcasters::compile(&t.upcasters, &t.limits).map_err(|e| {
+            Error::new(ErrorKind::Fold, e).with_context(format!("upcasters of `{}`", t.name))
+        })?;
         Ok(Self {
             key_field: t.key_field.clone(),
             event_types,
             on_error: t.on_error,
             key_check: KeyCheck::RecordKey,
             fold,
+            upcasters,
             pipeline,
         })
+    }
+
+    /// The envelope in its current shape (the pipeline's upcasters applied); `Err` says
+    /// which upcaster failed and why.
+    pub fn upcast(&self, envelope: Envelope) -> std::result::Result<Envelope, String> {
+        self.upcasters.apply(envelope)
     }
 
     /// The same pipeline with another [`KeyCheck`] (sources of one partition).
@@ -88,7 +100,30 @@ impl CompiledPipeline {
         &self.pipeline.metadata.name
     }
 
-    fn accepts(&self, event_type: &str) -> bool {
+    /// One event folded onto `prior` (None: a new key): the state after it, or why the
+    /// event is set aside (the state stays as it was).
+    pub fn fold_one(
+        &self,
+        prior: Option<&State>,
+        event: &Envelope,
+    ) -> std::result::Result<State, crate::fold::FoldError> {
+        let events = [event];
+        let key = KeyEvents {
+            prior,
+            events: &events,
+        };
+        let mut out = self.fold.fold_keys(std::slice::from_ref(&key));
+        let folded = out.pop().ok_or_else(|| {
+            crate::fold::FoldError::new(FoldErrorKind::Raised, "the fold returned no result")
+        })?;
+        if let Some((_, e)) = folded.errors.into_iter().next() {
+            return Err(e);
+        }
+        Ok(folded.state.unwrap_or_default())
+    }
+
+    /// Whether the source folds events of this type (the rest are filtered out).
+    pub fn accepts(&self, event_type: &str) -> bool {
         self.event_types.is_empty() || self.event_types.contains(event_type)
     }
 }
@@ -207,6 +242,15 @@ pub fn prepare_decoded<'r>(
             filtered += 1;
             continue;
         }
+        // After the filter (upcasting keeps the type): an upcaster is user code, and its
+        // failure is the event's, set aside like a fold's.
+        let envelope = match cp.upcast(envelope) {
+            Ok(e) => e,
+            Err(reason) => {
+                poison.push(Poison::Record(record, DeadLetterKind::FoldError, reason));
+                continue;
+            }
+        };
         let key = match envelope.key(&cp.key_field) {
             Ok(k) => k,
             Err(e) => {

@@ -199,6 +199,21 @@ impl Envelope {
         })
     }
 
+    /// This envelope with `data` and `version` replaced (an upcaster's output), validated
+    /// as any envelope is: the same fields, re-encoded and decoded.
+    pub fn with_data(&self, data: &serde_json::Value, version: i64) -> Result<Self, EnvelopeError> {
+        let mut doc = serde_json::Map::with_capacity(FIELDS.len());
+        for (i, name) in FIELDS[..IDS].iter().enumerate() {
+            doc.insert((*name).to_owned(), serde_json::Value::from(self.string(i)));
+        }
+        doc.insert("version".to_owned(), serde_json::Value::from(version));
+        doc.insert("data".to_owned(), data.clone());
+        if let Some(m) = self.metadata() {
+            doc.insert("metadata".to_owned(), json::to_value(m));
+        }
+        Self::decode(serde_json::Value::Object(doc).to_string().as_bytes())
+    }
+
     /// String field `i` of [`FIELDS`].
     #[inline]
     fn string(&self, i: usize) -> &str {

@@ -277,7 +277,12 @@ fn negative_zeros(input: &[u8]) -> Option<Vec<u8>> {
             }
             // A number that starts with a digit is skipped whole: the `-` of its
             // exponent (`0E-00`) does not start a number.
-            b'0'..=b'9' => i += input[i..].iter().take_while(|&&c| is_number_byte(c)).count(),
+            b'0'..=b'9' => {
+                i += input[i..]
+                    .iter()
+                    .take_while(|&&c| is_number_byte(c))
+                    .count()
+            }
             b'-' => {
                 let end = i + input[i..]
                     .iter()

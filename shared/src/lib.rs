@@ -13,6 +13,7 @@ pub mod engine;
 pub mod envelope;
 pub mod error;
 pub mod fold;
+pub mod history;
 pub mod json;
 pub mod pipeline;
 pub mod record;

@@ -58,22 +58,25 @@ impl Archive {
     /// those whose event time is at most `until_us`, in (partition, offset) order.
     pub async fn read_key(
         &self,
-        tenant: &str,
+        tenant: Option<&str>,
         key: &str,
         until_us: Option<i64>,
     ) -> Result<Vec<ArchivedEvent>> {
         let mut filter = self
             .topic_is()
-            .and(Reference::new(TENANT_ID).equal_to(Datum::string(tenant)))
             .and(Reference::new(ENTITY_KEY).equal_to(Datum::string(key)));
+        if let Some(tenant) = tenant {
+            filter = filter.and(Reference::new(TENANT_ID).equal_to(Datum::string(tenant)));
+        }
         if let Some(t) = until_us {
             filter = filter.and(
                 Reference::new(EVENT_TIME).less_than_or_equal_to(Datum::timestamptz_micros(t)),
             );
         }
-        let mut events = self.scan(filter).await.map_err(|e| {
-            e.with_context(format!("read ({tenant}, {key}) from {}", self.cfg.table))
-        })?;
+        let mut events = self
+            .scan(filter)
+            .await
+            .map_err(|e| e.with_context(format!("read key {key} from {}", self.cfg.table)))?;
         events.sort_by_key(|e| (e.kafka_partition, e.kafka_offset));
         Ok(events)
     }

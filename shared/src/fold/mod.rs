@@ -12,6 +12,7 @@
 pub mod native;
 pub mod rewrite;
 pub mod starlark;
+pub mod upcast;
 
 use std::fmt;
 
@@ -155,6 +156,18 @@ impl FoldProgram {
         assert_eq!(out.len(), keys.len(), "one result per key");
         out
     }
+}
+
+/// Checks that an upcaster compiles and defines `upcast(event)` (errors as for
+/// [`check_starlark_source`]).
+pub fn check_upcast_source(source: &str) -> Result<(), String> {
+    let u = crate::pipeline::Upcaster {
+        event_type: String::new(),
+        from_version: 1,
+        source: source.to_owned(),
+        line: 0,
+    };
+    upcast::Upcasters::compile(std::slice::from_ref(&u), &FoldLimits::default()).map(|_| ())
 }
 
 /// Checks that a Starlark fold compiles and defines `fold(state, event)`.

@@ -265,7 +265,7 @@ impl StarlarkFold {
     }
 }
 
-fn globals() -> Globals {
+pub(super) fn globals() -> Globals {
     // Only the language's standard builtins (no print, no json, no struct extensions),
     // plus the merge helper that `{**x}` is rewritten to.
     GlobalsBuilder::standard().with(merge_globals).build()
@@ -319,9 +319,9 @@ mod event {
     ///
     /// It points at the caller's envelope instead of owning a copy: copying an envelope
     /// (a dozen strings) cost more than the fold itself. SAFETY: a `StarEvent` is made only
-    /// by `StarlarkFold::fold_on_heap` and lives only on that call's temporary heap, which is
-    /// dropped, with every value on it, before `fold_keys` returns; the envelopes are
-    /// borrowed for the whole of `fold_keys`. A fold cannot carry an event out: the heap is
+    /// by `StarlarkFold::fold_on_heap` (and `Upcasters::upcast_once`) and lives only on that
+    /// call's temporary heap, which is dropped, with every value on it, before the call
+    /// returns; the envelopes are borrowed for the whole call. A fold cannot carry an event out: the heap is
     /// never frozen, and every state is checked to be plain JSON after each event.
     #[derive(Debug, ProvidesStaticType, NoSerialize, Allocative)]
     pub struct StarEvent(#[allocative(skip)] NonNull<Envelope>);
@@ -332,7 +332,7 @@ mod event {
 
     impl StarEvent {
         /// See the SAFETY note on the type: only for values on a heap dropped before `event`.
-        pub(super) fn new(event: &Envelope) -> Self {
+        pub(in crate::fold) fn new(event: &Envelope) -> Self {
             Self(NonNull::from(event))
         }
 
@@ -432,7 +432,7 @@ fn bad_return(message: String) -> FoldError {
     FoldError::new(FoldErrorKind::BadReturn, message)
 }
 
-fn to_json(v: Value<'_>, depth: usize) -> Result<serde_json::Value, FoldError> {
+pub(super) fn to_json(v: Value<'_>, depth: usize) -> Result<serde_json::Value, FoldError> {
     use serde_json::Value as J;
     if depth > STATE_DEPTH_MAX {
         return Err(bad_return(format!(
@@ -540,13 +540,13 @@ fn short(s: &str) -> String {
     }
 }
 
-fn is_stack_overflow(e: &starlark::Error) -> bool {
+pub(super) fn is_stack_overflow(e: &starlark::Error) -> bool {
     let text = e.without_diagnostic().to_string();
     text.contains("call stack") || text.contains("Starlark call stack overflow")
 }
 
 /// The message of a Starlark error, prefixed with `line N: ` when it has a location.
-fn located(e: &starlark::Error) -> String {
+pub(super) fn located(e: &starlark::Error) -> String {
     let message = e.without_diagnostic().to_string();
     match e.span() {
         Some(span) => format!("line {}: {message}", span.resolve_span().begin.line + 1),
@@ -555,11 +555,11 @@ fn located(e: &starlark::Error) -> String {
 }
 
 /// Lexer errors come with the codemap's text in them; keep the message.
-fn strip_location(e: &str) -> String {
+pub(super) fn strip_location(e: &str) -> String {
     e.lines().next().unwrap_or(e).to_owned()
 }
 
-fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+pub(super) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| p.downcast_ref::<String>().cloned())

@@ -121,6 +121,20 @@ pub struct Transformation {
     pub fold: FoldSource,
     pub on_error: ErrorPolicy,
     pub limits: FoldLimits,
+    /// Old event shapes turned into the current one before the fold (`upcasters:`).
+    pub upcasters: Vec<Upcaster>,
+}
+
+/// One step of an event type's history: `upcast(event)` (Starlark) returns the `data` of
+/// version `from_version + 1` for an event of `event_type` at version `from_version`.
+/// Steps chain: v1 -> v2 -> v3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upcaster {
+    pub event_type: String,
+    pub from_version: i64,
+    /// `function:` as written; `line` is its first line in the pipeline file.
+    pub source: String,
+    pub line: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

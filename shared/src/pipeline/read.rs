@@ -14,7 +14,7 @@ use super::{
     BOOKKEEPING_COLUMNS, Column, ColumnType, CompactionPolicy, Engine, ErrorPolicy, FoldLimits,
     FoldSource, Format, Metadata, Orchestration, Pipeline, SinkKind, SinkMode, SnapshotPolicy,
     SnapshotStore, Source, SourceArchive, SourceKind, StartOffset, StateType, TENANT_COLUMN,
-    TableName, Transformation, TransformationKind,
+    TableName, Transformation, TransformationKind, Upcaster,
 };
 use super::{Sink, problem::Pos};
 
@@ -332,6 +332,7 @@ fn read_transformation(r: &mut Reader<'_>, path: &str, f: Field<'_>) -> Transfor
             "fold_native",
             "on_error",
             "limits",
+            "upcasters",
         ],
         required: &["name", "type", "input", "key_field"],
     };
@@ -346,6 +347,7 @@ fn read_transformation(r: &mut Reader<'_>, path: &str, f: Field<'_>) -> Transfor
         },
         on_error: ErrorPolicy::default(),
         limits: FoldLimits::default(),
+        upcasters: Vec::new(),
     };
     let Some(map) = r.mapping(path, f) else {
         return t;
@@ -399,7 +401,69 @@ fn read_transformation(r: &mut Reader<'_>, path: &str, f: Field<'_>) -> Transfor
     if let Some(limits) = fields.get("limits").filter(|l| !l.is_null()) {
         t.limits = read_limits(r, &join(path, "limits"), limits);
     }
+    if let Some(upcasters) = fields.get("upcasters").filter(|u| !u.is_null()) {
+        t.upcasters = read_upcasters(r, &join(path, "upcasters"), upcasters);
+    }
     t
+}
+
+/// `upcasters:` a list of `{event_type, from_version, function}`; one per (type, version).
+fn read_upcasters(r: &mut Reader<'_>, path: &str, f: Field<'_>) -> Vec<Upcaster> {
+    const SHAPE: Shape<'static> = Shape {
+        known: &["event_type", "from_version", "function"],
+        required: &["event_type", "from_version", "function"],
+    };
+    let mut out: Vec<Upcaster> = Vec::new();
+    let Some(seq) = r.sequence(path, f) else {
+        return out;
+    };
+    for (i, item) in items(seq).enumerate() {
+        let item_path = index(path, i);
+        let Some(map) = r.mapping(&item_path, item) else {
+            continue;
+        };
+        let fields = r.fields(&item_path, item.pos(), map, &SHAPE);
+        let event_type =
+            r.required_string(&join(&item_path, "event_type"), fields.get("event_type"));
+        let version_path = join(&item_path, "from_version");
+        let from_version = fields
+            .get("from_version")
+            .and_then(|v| r.positive_u64(&version_path, v))
+            .and_then(|v| i64::try_from(v).ok());
+        let function_path = join(&item_path, "function");
+        let source = fields.get("function").and_then(|v| {
+            let text = r.raw_string(&function_path, v)?;
+            let first = first_source_pos(v, &text);
+            if let Some(first) = first {
+                r.positions.insert(function_path.clone(), first);
+            }
+            Some((text, first.map_or(0, |p| p.line)))
+        });
+        let (Some(event_type), Some(from_version), Some((source, line))) =
+            (event_type, from_version, source)
+        else {
+            continue;
+        };
+        if out
+            .iter()
+            .any(|u| u.event_type == event_type && u.from_version == from_version)
+        {
+            let pos = r.pos_of(&version_path);
+            r.error(
+                &version_path,
+                pos,
+                format!("a second upcaster of `{event_type}` version {from_version}"),
+            );
+            continue;
+        }
+        out.push(Upcaster {
+            event_type,
+            from_version,
+            source,
+            line,
+        });
+    }
+    out
 }
 
 /// Exactly one of `fold_function` (Starlark source, kept as written) and `fold_native`.

@@ -20,6 +20,7 @@ pub(crate) fn check(r: &mut Reader<'_>, p: &Pipeline) {
         check_key_field(r, &path, t);
         check_state_type(r, p, &path, t);
         check_fold(r, &path, t);
+        check_upcasters(r, &path, t);
         check_has_sink(r, p, &path, t);
     }
     for sink in p.sinks.values() {
@@ -95,6 +96,23 @@ fn check_state_type(r: &mut Reader<'_>, p: &Pipeline, path: &str, t: &Transforma
                 column.name, t.name
             ),
         );
+    }
+}
+
+/// Each upcaster compiles and defines `upcast(event)`; errors point into the file.
+fn check_upcasters(r: &mut Reader<'_>, path: &str, t: &Transformation) {
+    for (i, u) in t.upcasters.iter().enumerate() {
+        let Err(message) = crate::fold::check_upcast_source(&u.source) else {
+            continue;
+        };
+        let function_path = join(&format!("{}[{i}]", join(path, "upcasters")), "function");
+        let first = r.pos_of(&function_path).unwrap_or(Pos {
+            line: u.line,
+            column: 1,
+        });
+        let (pos, text) = map_fold_error(&message, first);
+        let text = text.replace("of the fold)", "of the upcaster)");
+        r.error(&function_path, Some(pos), text);
     }
 }
 
