@@ -366,6 +366,11 @@ async fn bad_requests_name_their_field_and_conflicts_are_409() {
     let p = Problem::of(&e);
     assert_eq!((p.status, p.field.as_deref()), (400, Some("from_offset")));
     assert!(p.error.contains("beyond retention"), "{}", p.error);
+    assert!(
+        p.error.contains("the event archive holds none of it"),
+        "{}",
+        p.error
+    );
     // 404s
     let nf = f
         .service
@@ -581,4 +586,62 @@ async fn promotion_under_live_batches_loses_and_doubles_nothing() {
         &oracle_rows(dir.path(), &upto85),
         "old live table",
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_from_earliest_reads_what_retention_dropped_from_the_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = sorted_lines();
+    let topic = refold::replay::memory::MemoryTopic::new(TOPIC, 4);
+    let records = append(&topic, &lines, 4);
+    let limits = WorkerLimits {
+        max_batch_records: 500,
+        ..WorkerLimits::default()
+    };
+    let f = fixture(dir.path(), topic.clone(), limits, Duration::from_secs(600));
+    // The live pipeline archives every event it folds.
+    let live_dl = Arc::new(refold::dead_letter::LocalDeadLetters::new(
+        dir.path().join("live-dl"),
+    ));
+    let live = BatchProcessor::open(pipeline(), f.catalog.clone(), live_dl)
+        .await
+        .unwrap();
+    for chunk in records.chunks(1000) {
+        live.process(chunk.to_vec(), vec![]).await.unwrap();
+    }
+    // Retention drops the first half of every partition.
+    let mut lows = std::collections::BTreeMap::new();
+    for p in 0..4 {
+        let n = records.iter().filter(|r| r.partition == p).count() as i64;
+        topic.set_log_start(p, n / 2).unwrap();
+        lows.insert(p, n / 2);
+    }
+    let plan = run_to_end(
+        &f,
+        serde_json::json!({"from_offset": "earliest", "target_consumer_group": "deep",
+            "parallel_consumers": 2}),
+    )
+    .await;
+    for r in &plan.ranges {
+        assert_eq!(r.from, 0, "earliest is the archive's first offset: {r:?}");
+        assert_eq!(r.archive_to, lows.get(&r.partition).copied(), "{r:?}");
+    }
+    let all: Vec<&String> = lines.iter().collect();
+    oracle::assert_rows_eq(
+        &comparable(&rows_of(&f, &plan).await),
+        &oracle_rows(dir.path(), &all),
+        "replay beyond retention",
+    );
+    // The status says which part of each range came from the archive.
+    let st = f
+        .service
+        .status("order-events-pipeline", plan.replay_id.as_str())
+        .await
+        .unwrap();
+    let split: std::collections::BTreeMap<i32, Option<i64>> = st
+        .shards
+        .iter()
+        .flat_map(|s| s.partitions.iter().map(|p| (p.partition, p.archive_to)))
+        .collect();
+    assert_eq!(split, lows.iter().map(|(p, l)| (*p, Some(*l))).collect());
 }

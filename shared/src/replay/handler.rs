@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
+use super::archive_source::ArchiveThenKafka;
 use super::invoker::{ShardHandler, ShardTask};
 use super::plan::ReplayPlan;
 use super::problem::ReplayNotFound;
@@ -74,6 +75,7 @@ impl ReplayWorker {
         }
         let plan = self.store.get(&task.pipeline, &task.replay_id).await?.plan;
         let target_cfg = target::target_config(&cp, self.catalog.clone(), &plan)?;
+        let cp_archive = crate::engine::archive_config(&cp, self.catalog.clone());
         if !matches!(plan.start, super::StartState::Empty) {
             let live = StateTable::open_or_create(table_config(&cp, self.catalog.clone())?).await?;
             start::seed_shard(&plan, task.shard, &live, target_cfg).await?;
@@ -81,17 +83,46 @@ impl ReplayWorker {
         let engine =
             target::open_engine(cp, self.catalog.clone(), &plan, (self.dead_letters)(&plan)?)
                 .await?;
+        let source = self.source_for(&cp_archive, &plan).await?;
         run_shard(
             &plan,
             task.shard,
             &engine,
-            self.source.as_ref(),
+            source.as_ref(),
             self.store.as_ref(),
             &self.limits,
             deadline,
         )
         .await
         .map_err(|e| e.with_context(format!("replay {} shard {}", plan.replay_id, task.shard)))
+    }
+}
+
+impl ReplayWorker {
+    /// The source of the plan's ranges: Kafka, behind the event archive when the plan
+    /// reads offsets Kafka no longer held from it.
+    async fn source_for(
+        &self,
+        archive: &Option<crate::archive::ArchiveConfig>,
+        plan: &ReplayPlan,
+    ) -> Result<Arc<dyn RangeSource>> {
+        if plan.ranges.iter().all(|r| r.archive_to.is_none()) {
+            return Ok(self.source.clone());
+        }
+        let Some(cfg) = archive else {
+            return Err(crate::error::Error::new(
+                crate::error::ErrorKind::Config,
+                "the plan reads from the event archive, but the pipeline keeps none now \
+                 (archive: false)",
+            ));
+        };
+        let archive = Arc::new(crate::archive::Archive::open_or_create(cfg.clone()).await?);
+        Ok(
+            match ArchiveThenKafka::for_plan(plan, archive, self.source.clone()) {
+                Some(s) => Arc::new(s),
+                None => self.source.clone(),
+            },
+        )
     }
 }
 

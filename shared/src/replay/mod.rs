@@ -23,6 +23,7 @@
 //! partitions (a key's events stay in order); the target table's committed offsets decide
 //! where a shard resumes, so a duplicated or re-invoked shard lands once.
 
+pub mod archive_source;
 pub mod handler;
 pub mod id;
 pub mod invoker;

@@ -10,9 +10,10 @@
 //!   end: high); no T: high. Cut by offset, so the range is exact and the same for every
 //!   worker and every re-invocation (a Kafka time cut in the worker could differ with
 //!   out-of-order producer times).
-//! - `from` past `to` gives an empty range; `from` below low fails "beyond retention":
-//!   the records are gone from Kafka. Issue 10 (replay from the raw-event archive) plugs in
-//!   here: [`beyond_retention`] is the one place that decides.
+//! - `earliest` is the event archive's first offset when Kafka no longer holds it.
+//! - `from` past `to` gives an empty range. `from` below low reads `[from, low)` from the
+//!   event archive (`archive_to` = low: no gap, no overlap with Kafka's part) when the
+//!   archive holds all of it, else fails "beyond retention" saying what the archive holds.
 
 use std::collections::BTreeMap;
 
@@ -108,6 +109,8 @@ pub struct PlanContext {
     pub live_consumer_group: String,
     /// The live table's newest checkpoint, if it has one.
     pub latest_checkpoint: Option<Checkpoint>,
+    /// What the pipeline's event archive holds (None: the pipeline keeps none).
+    pub archive: Option<ArchiveCoverage>,
     pub replay_id: ReplayId,
     pub now_ms: i64,
 }
@@ -130,19 +133,54 @@ impl PlanContext {
             },
             live_consumer_group: source.consumer_group.clone(),
             latest_checkpoint: None,
+            archive: None,
             replay_id: ReplayId::new(now),
             now_ms: now.timestamp_millis(),
         }
     }
 }
 
-/// The error for a start offset Kafka no longer holds (the seam for the archive, issue 10).
-pub fn beyond_retention(topic: &str, partition: i32, asked: i64, w: Watermarks) -> Error {
+/// Per partition, the offsets the event archive holds: from its first archived offset up
+/// to its committed (next) offset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveCoverage {
+    pub first: BTreeMap<i32, i64>,
+    pub next: BTreeMap<i32, i64>,
+}
+
+impl ArchiveCoverage {
+    /// Whether the archive holds every valid envelope of `[from, to)` of `partition`.
+    fn covers(&self, partition: i32, from: i64, to: i64) -> bool {
+        let first = self.first.get(&partition).copied();
+        let next = self.next.get(&partition).copied().unwrap_or(0);
+        first.is_some_and(|f| f <= from) && next >= to
+    }
+
+    fn describe(&self, partition: i32) -> String {
+        match (self.first.get(&partition), self.next.get(&partition)) {
+            (Some(f), Some(n)) => format!("the event archive holds offsets {f}..{n}"),
+            _ => "the event archive holds none of it".to_owned(),
+        }
+    }
+}
+
+/// The error for a start offset neither Kafka nor the event archive holds.
+pub fn beyond_retention(
+    topic: &str,
+    partition: i32,
+    asked: i64,
+    w: Watermarks,
+    archive: Option<&ArchiveCoverage>,
+) -> Error {
+    let archived = match archive {
+        Some(a) => a.describe(partition),
+        None => "the pipeline keeps no event archive (archive: false)".to_owned(),
+    };
     RequestError::new(
         "from_offset",
         format!(
             "topic {topic} partition {partition}: offset {asked} is beyond retention (the log \
-             starts at {} now); replaying from the raw-event archive is not available yet",
+             starts at {} now) and {archived}",
             w.low
         ),
     )
@@ -286,9 +324,16 @@ async fn resolve_range(
 ) -> Result<PartitionRange> {
     let topic = &ctx.topic;
     let w = resolver.watermarks(topic, p).await?;
+    // The first offset anything holds: the archive's first when Kafka no longer has it.
+    let earliest = match ctx.archive.as_ref().and_then(|a| a.first.get(&p)) {
+        Some(&a) if a < w.low => a,
+        _ => w.low,
+    };
     let from = match (&req.from_offset, start) {
-        (_, StartState::Checkpoint { offsets, .. }) => offsets.get(&p).copied().unwrap_or(w.low),
-        (FromOffset::Earliest, _) | (FromOffset::LatestCheckpoint, _) => w.low,
+        (_, StartState::Checkpoint { offsets, .. }) => {
+            offsets.get(&p).copied().unwrap_or(earliest)
+        }
+        (FromOffset::Earliest, _) | (FromOffset::LatestCheckpoint, _) => earliest,
         (FromOffset::Offset(o), _) => *o,
         (FromOffset::Partitions(m), _) => m.get(&p).copied().unwrap_or(w.low),
         (FromOffset::TimeMs(t), _) => resolver
@@ -304,13 +349,19 @@ async fn resolve_range(
         None => w.high,
     }
     .clamp(0, w.high);
+    let mut archive_to = None;
     if from < w.low && from < to {
-        return Err(beyond_retention(topic, p, from, w));
+        let split = w.low.min(to);
+        match &ctx.archive {
+            Some(a) if a.covers(p, from, split) => archive_to = Some(split),
+            a => return Err(beyond_retention(topic, p, from, w, a.as_ref())),
+        }
     }
     Ok(PartitionRange {
         partition: p,
         from: from.min(to),
         to,
+        archive_to,
     })
 }
 

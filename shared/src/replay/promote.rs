@@ -194,6 +194,7 @@ async fn catch_up(
                 .copied()
                 .unwrap_or(r.to)
                 .max(r.to),
+            archive_to: r.archive_to,
         })
         .collect();
     let catch = ReplayPlan {

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::id::ReplayId;
 use super::invoker::{ShardInvoker, ShardTask};
-use super::plan::{PlanContext, ReplayPlan, Shard, plan_replay};
+use super::plan::{ArchiveCoverage, PlanContext, ReplayPlan, Shard, plan_replay};
 use super::problem::{ReplayConflict, ReplayNotFound};
 use super::request::{FromOffset, ReplayRequest};
 use super::resolve::OffsetResolver;
@@ -79,6 +79,18 @@ impl ReplayService {
         StateTable::open_or_create(table_config(&self.cp, self.catalog.clone())?).await
     }
 
+    /// What the pipeline's event archive holds (None: it keeps none).
+    async fn archive_coverage(&self) -> Result<Option<ArchiveCoverage>> {
+        let Some(cfg) = crate::engine::archive_config(&self.cp, self.catalog.clone()) else {
+            return Ok(None);
+        };
+        let archive = crate::archive::Archive::open_or_create(cfg).await?;
+        Ok(Some(ArchiveCoverage {
+            first: archive.first_offsets().await?,
+            next: archive.committed_offsets().await?,
+        }))
+    }
+
     /// Validates, plans and stores a replay without starting it.
     pub async fn plan(&self, pipeline_id: &str, body: &[u8]) -> Result<ReplayPlan> {
         self.check_pipeline(pipeline_id)?;
@@ -87,6 +99,7 @@ impl ReplayService {
         if req.from_offset == FromOffset::LatestCheckpoint {
             ctx.latest_checkpoint = self.live_table().await?.checkpoints().await?.pop();
         }
+        ctx.archive = self.archive_coverage().await?;
         let plan = plan_replay(&ctx, &req, self.resolver.as_ref()).await?;
         let cfg = target::target_config(&self.cp, self.catalog.clone(), &plan)?;
         if target::table_exists(&cfg).await? {

@@ -11,6 +11,10 @@ pub struct PartitionRange {
     pub partition: i32,
     pub from: i64,
     pub to: i64,
+    /// Offsets `[from, archive_to)` come from the event archive (Kafka no longer held them
+    /// at planning time), `[archive_to, to)` from Kafka. None: all from Kafka.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_to: Option<i64>,
 }
 
 impl PartitionRange {
@@ -74,6 +78,7 @@ mod tests {
             partition,
             from: 10,
             to: 10 + len,
+            archive_to: None,
         }
     }
 

@@ -30,6 +30,9 @@ pub struct PartitionProgress {
     pub to: i64,
     /// Next offset to apply (`from` when nothing is committed).
     pub position: i64,
+    /// Offsets `from..archive_to` are read from the event archive, the rest from Kafka.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive_to: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -95,6 +98,7 @@ pub fn status(r: &StoredReplay, committed: &BTreeMap<i32, i64>, now_ms: i64) -> 
                     .copied()
                     .unwrap_or(-1)
                     .clamp(x.from, x.to),
+                archive_to: x.archive_to,
             })
             .collect();
         let t: i64 = s.events();
