@@ -107,9 +107,11 @@ up() {
         local kp; kp=$(free_port)
         mkdir -p "$DIR/tansu"
         # tansu resolves the sqlite path against its working directory: run it in DIR/tansu.
+        # Its maintenance task applies retention (topics with cleanup.policy=delete) every
+        # maintenance_interval (default 10 min): 1 s, so a test can wait for it.
         start kafka "$DIR/kafka.log" bash -c "cd '$DIR/tansu' && RUST_LOG='${TANSU_LOG:-warn}' exec '$tansu' broker \
           --listener-url tcp://127.0.0.1:$kp --advertised-listener-url tcp://127.0.0.1:$kp \
-          --storage-engine sqlite://tansu.db"
+          --storage-engine 'sqlite://tansu.db?maintenance_interval=1s'"
         wait_port "$kp" 20 tansu "$DIR/kafka.log"
         echo "REFOLD_KAFKA_BROKERS=127.0.0.1:$kp" >>"$env.tmp"
         ;;
