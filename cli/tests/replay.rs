@@ -231,3 +231,134 @@ fn uuid_like() -> String {
         .unwrap();
     format!("{}-{}", t.as_nanos(), std::process::id())
 }
+
+/// The live pipeline over the whole topic (every partition to its end), through the batch
+/// engine: it fills the state table and the event archive, as fold-batch would have.
+fn fold_live(pipeline: &Path, warehouse: &Path, brokers: &str, topic: &str) {
+    use refold::replay::{OffsetResolver, RangeSource};
+    let text = std::fs::read_to_string(pipeline).unwrap();
+    let env = |k: &str| (k == "KAFKA_CONNECTION").then(|| brokers.to_owned());
+    let loaded = refold::pipeline::parse(&text, "p.yaml", &env);
+    let cp = refold::batch::CompiledPipeline::compile(loaded.into_pipeline().unwrap()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let dl = std::sync::Arc::new(refold::dead_letter::LocalDeadLetters::new(
+            warehouse.join("live-dead-letters"),
+        ));
+        let catalog = CatalogConfig::embedded(warehouse).unwrap();
+        let live = refold::engine::BatchProcessor::open(cp, catalog, dl)
+            .await
+            .unwrap();
+        let offsets = refold_kafka::replay::KafkaOffsets::new(brokers);
+        let mut todo = std::collections::BTreeMap::new();
+        for p in offsets.partitions(topic).await.unwrap() {
+            let w = offsets.watermarks(topic, p).await.unwrap();
+            todo.insert(p, (w.low, w.high));
+        }
+        let mut reader = refold_kafka::replay::KafkaRanges::new(brokers)
+            .open(topic)
+            .unwrap();
+        while !todo.is_empty() {
+            let (r, records) = tokio::task::spawn_blocking(move || {
+                let records = reader.read(&todo, 2000).unwrap();
+                (reader, (todo, records))
+            })
+            .await
+            .unwrap();
+            reader = r;
+            let (mut t, records) = records;
+            for rec in &records {
+                if let Some(range) = t.get_mut(&rec.partition) {
+                    range.0 = range.0.max(rec.offset + 1);
+                }
+            }
+            t.retain(|_, (from, to)| from < to);
+            todo = t;
+            live.process(records, vec![]).await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn a_replay_from_earliest_after_tansu_retention_reads_the_archive() {
+    let brokers = match std::env::var("REFOLD_KAFKA_BROKERS") {
+        Ok(b) if !b.is_empty() => b,
+        _ => panic!(
+            "REFOLD_KAFKA_BROKERS is not set: start a broker with `scripts/stack.sh up DIR kafka` \
+             and export the variables of DIR/stack.env (this test needs a real broker)"
+        ),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("warehouse");
+    let topic = format!("retention-{}", uuid_like());
+    let pipeline = pipeline_with_topic(dir.path(), &topic);
+    let lines = sorted_lines();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        refold_kafka::create_topic(&brokers, &topic, 4)
+            .await
+            .unwrap();
+        let producer = refold_kafka::Producer::new(&brokers).unwrap();
+        let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+        let key = |l: &[u8]| {
+            Envelope::decode(l)
+                .ok()
+                .and_then(|e| e.key("order_id").ok().map(|k| k.into_owned()))
+        };
+        // Record times are the events' (February): retention sees them as old.
+        let time = |l: &[u8]| Envelope::decode(l).ok().map(|e| e.timestamp_us() / 1000);
+        let rep = producer
+            .produce_lines_at(&topic, &refs, key, time)
+            .await
+            .unwrap();
+        assert_eq!(rep.produced, lines.len());
+    });
+    drop(rt);
+    fold_live(&pipeline, &wh, &brokers, &topic);
+
+    // Retention drops every record older than the middle line's time.
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let middle = time_ms(&lines[lines.len() / 2]);
+    let out = Command::new(oracle::python())
+        .arg(root().join("tests/py/kafka_retention.py"))
+        .args(["--brokers", &brokers, "--topic", &topic, "--retention-ms"])
+        .arg((now_ms - middle).to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kafka_retention.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let starts: std::collections::BTreeMap<String, i64> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    assert!(starts.values().all(|o| *o > 0), "{starts:?}");
+
+    let (p, whs) = (pipeline.to_str().unwrap(), wh.to_str().unwrap());
+    let out = refold(&[
+        "replay",
+        p,
+        "--warehouse",
+        whs,
+        "--brokers",
+        &brokers,
+        "--parallel",
+        "2",
+        "--target",
+        "deep",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(": Done;"), "{stdout}");
+    let all: Vec<&String> = lines.iter().collect();
+    oracle::assert_rows_eq(
+        &table_rows(&pipeline, &wh, "deep"),
+        &oracle_of(dir.path(), &pipeline, &all, "all"),
+        "replay from earliest beyond tansu's retention",
+    );
+}

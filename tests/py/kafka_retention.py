@@ -31,8 +31,10 @@ def main() -> int:
         a.topic,
         configs={"cleanup.policy": "delete", "retention.ms": str(a.retention_ms)},
     )
-    admin.alter_configs([resource], incremental=True)
+    # raise_on_unknown=False: tansu's DescribeConfigs lists no dynamic topic configs.
+    result = admin.alter_configs([resource], raise_on_unknown=False, incremental=True)
     admin.close()
+    print(f"alter_configs: {result}", file=sys.stderr)
     consumer = KafkaConsumer(bootstrap_servers=a.brokers)
     parts = [TopicPartition(a.topic, p) for p in sorted(consumer.partitions_for_topic(a.topic) or [])]
     if not parts:
