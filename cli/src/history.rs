@@ -31,8 +31,9 @@ pub async fn run(pipeline: &Path, warehouse: &Path, a: Args<'_>) -> anyhow::Resu
     let as_of_us = a
         .as_of
         .map(|t| {
-            refold::envelope::parse_rfc3339_us(t)
-                .map_err(|e| anyhow::anyhow!("--as-of `{t}`: {e}; expected e.g. 2026-02-12T10:30:00Z"))
+            refold::envelope::parse_rfc3339_us(t).map_err(|e| {
+                anyhow::anyhow!("--as-of `{t}`: {e}; expected e.g. 2026-02-12T10:30:00Z")
+            })
         })
         .transpose()?;
     let q = HistoryQuery {
@@ -49,12 +50,20 @@ pub async fn run(pipeline: &Path, warehouse: &Path, a: Args<'_>) -> anyhow::Resu
 fn print(h: &EntityHistory, json: bool) -> anyhow::Result<()> {
     match &h.start {
         Start::FirstEvent => eprintln!("({}, {}): from the first archived event", h.tenant, h.key),
-        Start::Checkpoint { name, offsets, state, .. } => eprintln!(
+        Start::Checkpoint {
+            name,
+            offsets,
+            state,
+            ..
+        } => eprintln!(
             "({}, {}): from checkpoint {name} (offsets {}), state {}",
             h.tenant,
             h.key,
             serde_json::json!(offsets),
-            state.as_ref().map_or("none".to_owned(), |s| serde_json::Value::Object(s.clone()).to_string())
+            state
+                .as_ref()
+                .map_or("none".to_owned(), |s| serde_json::Value::Object(s.clone())
+                    .to_string())
         ),
     }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -87,6 +96,9 @@ fn print(h: &EntityHistory, json: bool) -> anyhow::Result<()> {
         }
     }
     out.flush()?;
-    eprintln!("{} event(s) applied", h.steps.iter().filter(|s| s.error.is_none()).count());
+    eprintln!(
+        "{} event(s) applied",
+        h.steps.iter().filter(|s| s.error.is_none()).count()
+    );
     Ok(())
 }

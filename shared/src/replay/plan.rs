@@ -330,9 +330,7 @@ async fn resolve_range(
         _ => w.low,
     };
     let from = match (&req.from_offset, start) {
-        (_, StartState::Checkpoint { offsets, .. }) => {
-            offsets.get(&p).copied().unwrap_or(earliest)
-        }
+        (_, StartState::Checkpoint { offsets, .. }) => offsets.get(&p).copied().unwrap_or(earliest),
         (FromOffset::Earliest, _) | (FromOffset::LatestCheckpoint, _) => earliest,
         (FromOffset::Offset(o), _) => *o,
         (FromOffset::Partitions(m), _) => m.get(&p).copied().unwrap_or(w.low),
