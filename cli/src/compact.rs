@@ -14,9 +14,17 @@ pub async fn run(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let (cp, table) = crate::state::open(pipeline, warehouse).await?;
+    let catalog = refold::table::CatalogConfig::embedded(warehouse)?;
+    let archive = compactor::open_archive(&cp, catalog).await?;
     let mut opts = PassOptions::now(cp.name());
     opts.force_checkpoint = force_checkpoint;
-    let report = compactor::run_pass(&table, &MaintenancePolicy::of(&cp.pipeline), &opts).await;
+    let report = compactor::run_pass(
+        &table,
+        archive.as_ref(),
+        &MaintenancePolicy::of(&cp.pipeline),
+        &opts,
+    )
+    .await;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -95,6 +103,15 @@ fn print_summary(r: &PassReport) {
         o.listed,
         o.referenced,
         o.young
+    );
+    let a = r.archive.detail.clone().unwrap_or_default();
+    println!(
+        "  archive     {}: {} partition(s) rewritten, {} small files into {} ({} rows)",
+        status(&r.archive),
+        a.partitions,
+        a.files_removed,
+        a.files_added,
+        a.rows
     );
     if let (Some(b), Some(a)) = (&r.before, &r.after) {
         println!(

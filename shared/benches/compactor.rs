@@ -298,7 +298,7 @@ async fn main() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let rss_before_kb = vm_rss_kb();
     let pass_started = Instant::now();
-    let report = compactor::run_pass(&t, &MaintenancePolicy::default(), &opts).await;
+    let report = compactor::run_pass(&t, None, &MaintenancePolicy::default(), &opts).await;
     let pass_ms = pass_started.elapsed().as_secs_f64() * 1e3;
     let peak_kb = vm_hwm_kb();
     assert!(report.failed_steps().is_empty(), "{report:#?}");

@@ -236,3 +236,60 @@ async fn archive_false_keeps_no_archive() {
     let r = p.process(batch(0, 0, 3), vec![]).await.unwrap();
     assert_eq!(r.archived, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_merges_small_files_and_keeps_each_event_once() {
+    use refold::archive::ArchiveCompactionPolicy;
+    let dir = tempfile::tempdir().unwrap();
+    let dl = Arc::new(LocalDeadLetters::new(dir.path().join("dead-letters")));
+    let catalog = CatalogConfig::embedded(dir.path()).unwrap();
+    let p = BatchProcessor::open(pipeline(), catalog, dl).await.unwrap();
+    // Twelve small batches: a file per (day, entity type) each.
+    for b in 0..12 {
+        p.process(batch(0, b * 10, b * 10 + 10), vec![])
+            .await
+            .unwrap();
+    }
+    let archive = p.archive().unwrap();
+    let files_before = archive_files(archive).await;
+    assert!(files_before >= 12 * 3, "{files_before} files");
+    let policy = ArchiveCompactionPolicy {
+        min_small_files: 5,
+        small_file_bytes: 64 * 1024 * 1024,
+        max_rows: 1_000_000,
+    };
+    let c = archive.compact(&policy).await.unwrap();
+    assert_eq!(c.files_removed, files_before, "{c:?}");
+    assert_eq!(c.files_added, c.partitions, "one file per partition: {c:?}");
+    assert_eq!(archive_files(archive).await, c.partitions);
+    // Nothing more to do; the offsets survive the rewrite; appends go on exactly once.
+    assert_eq!(archive.compact(&policy).await.unwrap().partitions, 0);
+    assert!(
+        archive.expire_snapshots(1).await.unwrap() > 10,
+        "appends and rewrites expired"
+    );
+    assert_eq!(
+        archive.committed_offsets().await.unwrap(),
+        BTreeMap::from([(0, 120)])
+    );
+    p.process(batch(0, 110, 130), vec![]).await.unwrap();
+    assert_eq!(
+        pyiceberg_rows(dir.path()),
+        want(0, 0, 130),
+        "PyIceberg after compaction"
+    );
+}
+
+async fn archive_files(archive: &refold::archive::Archive) -> usize {
+    let t = archive.iceberg_table().await.unwrap();
+    let scan = t.scan().build().unwrap();
+    use futures::TryStreamExt;
+    let tasks: Vec<_> = scan
+        .plan_files()
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    tasks.len()
+}

@@ -20,17 +20,21 @@ pub struct SnapshotCompactor {
     pipeline: String,
     policy: MaintenancePolicy,
     table: StateTable,
+    /// The pipeline's event archive (None: `archive: false`).
+    archive: Option<refold::archive::Archive>,
     emit_metrics: bool,
 }
 
 impl SnapshotCompactor {
     /// The pipeline's state table in `catalog`.
     pub async fn open(cp: CompiledPipeline, catalog: CatalogConfig) -> Result<Self> {
+        let archive = compactor::open_archive(&cp, catalog.clone()).await?;
         let table = compactor::open_table(&cp, catalog).await?;
         Ok(Self {
             pipeline: cp.name().to_string(),
             policy: MaintenancePolicy::of(&cp.pipeline),
             table,
+            archive,
             emit_metrics: true,
         })
     }
@@ -78,7 +82,8 @@ impl SnapshotCompactor {
             deadline,
             pipeline: self.pipeline.clone(),
         };
-        let report = compactor::run_pass(&self.table, &self.policy, &opts).await;
+        let report =
+            compactor::run_pass(&self.table, self.archive.as_ref(), &self.policy, &opts).await;
         self.publish(&report);
         let failed = report.failed_steps();
         if !failed.is_empty() {

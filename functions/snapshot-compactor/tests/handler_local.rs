@@ -25,7 +25,8 @@ fn root() -> PathBuf {
 
 fn seed() -> CompiledPipeline {
     let path = root().join("pipelines/order-events-pipeline.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
+    // A day of the stream gets at most 4 archive files in 25 batches: merge from 3.
+    let text = std::fs::read_to_string(&path).unwrap() + "compaction: {small_files: 3}\n";
     let env = |k: &str| (k == "KAFKA_CONNECTION").then(|| "localhost:9092".to_string());
     let loaded = refold::pipeline::parse(&text, "seed", &env);
     CompiledPipeline::compile(loaded.into_pipeline().unwrap()).unwrap()
@@ -83,7 +84,19 @@ async fn a_scheduled_pass_compacts_checkpoints_and_keeps_the_rows() {
     assert_eq!(listed[0].offsets, offsets);
     // The report is what the function answers: JSON with every step.
     let json = serde_json::to_value(&report).unwrap();
-    for step in ["compaction", "manifests", "checkpoint", "expiry", "orphans"] {
+    let a = report.archive.detail.as_ref().unwrap();
+    assert!(
+        a.partitions >= 1 && a.files_removed > a.files_added,
+        "{a:?}"
+    );
+    for step in [
+        "compaction",
+        "manifests",
+        "checkpoint",
+        "expiry",
+        "orphans",
+        "archive",
+    ] {
         assert_eq!(json[step]["status"], "done", "{step}: {json}");
     }
     assert_eq!(json["checkpoint"]["detail"]["decision"], "take");
@@ -107,6 +120,7 @@ async fn a_scheduled_pass_compacts_checkpoints_and_keeps_the_rows() {
             .is_empty()
     );
     assert_eq!(again.manifests.detail.as_ref().unwrap().snapshot_id, None);
+    assert_eq!(again.archive.detail.as_ref().unwrap().partitions, 0);
     assert_eq!(h.table().checkpoints().await.unwrap().len(), 1);
     assert_eq!(h.table().current_rows(None, None).await.unwrap(), rows);
 }

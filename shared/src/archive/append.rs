@@ -196,7 +196,7 @@ impl Archive {
         Ok(files)
     }
 
-    async fn write_partition(
+    pub(super) async fn write_partition(
         &self,
         md: &TableMetadata,
         key: PartitionKey,

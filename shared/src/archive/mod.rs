@@ -17,6 +17,7 @@
 //! | [`event`] | [`ArchivedEvent`]: from a record and its envelope, back to a record, Arrow |
 //! | `append` | [`Archive::append`]: data files per Iceberg partition, one exactly-once commit |
 //! | `read` | scans: an offset range of a partition, one entity's events, first offsets |
+//! | `compact` | [`Archive::compact`]: small files merged per partition (the snapshot-compactor's step) |
 
 use std::sync::Arc;
 
@@ -31,11 +32,13 @@ use crate::table::retry::CommitTarget;
 use crate::table::{CatalogConfig, CatalogSwap, Loaded, TableIdentity, TableLimits, catalog};
 
 mod append;
+mod compact;
 pub mod event;
 pub mod layout;
 mod read;
 
 pub use append::AppendOutcome;
+pub use compact::{ArchiveCompaction, ArchiveCompactionPolicy};
 pub use event::ArchivedEvent;
 
 /// Where an archive lives and whose offsets it keeps.

@@ -39,8 +39,8 @@ mod pass;
 mod report;
 
 pub use pass::{
-    PassOptions, run_pass, step_checkpoint, step_compaction, step_expiry, step_manifests,
-    step_orphans,
+    PassOptions, run_pass, step_archive, step_checkpoint, step_compaction, step_expiry,
+    step_manifests, step_orphans,
 };
 pub use policy::MaintenancePolicy;
 pub use report::{
@@ -51,6 +51,17 @@ pub use report::{
 use crate::batch::CompiledPipeline;
 use crate::error::Result;
 use crate::table::{CatalogConfig, StateTable, TableLimits};
+
+/// Opens (or creates) a pipeline's event archive for maintenance; None: it keeps none.
+pub async fn open_archive(
+    cp: &CompiledPipeline,
+    catalog: CatalogConfig,
+) -> Result<Option<crate::archive::Archive>> {
+    match crate::engine::archive_config(cp, catalog) {
+        Some(cfg) => Ok(Some(crate::archive::Archive::open_or_create(cfg).await?)),
+        None => Ok(None),
+    }
+}
 
 /// Opens (or creates) a pipeline's state table for maintenance: the table the pipeline's
 /// fold writes, with the compaction's target file size as its file limit.

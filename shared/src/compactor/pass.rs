@@ -8,6 +8,7 @@ use super::report::{
     CheckpointReport, CompactionReport, ExpiryReport, OrphanReport, PartitionCompaction,
     PassReport, StepReport, StepStatus,
 };
+use crate::archive::{Archive, ArchiveCompaction, ArchiveCompactionPolicy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::table::StateTable;
 use crate::table::hooks::HookPoint;
@@ -78,6 +79,7 @@ async fn step<T>(
 /// One whole pass over `table` (see the module docs for the order and why).
 pub async fn run_pass(
     table: &StateTable,
+    archive: Option<&Archive>,
     policy: &MaintenancePolicy,
     opts: &PassOptions,
 ) -> PassReport {
@@ -94,9 +96,44 @@ pub async fn run_pass(
     r.checkpoint = step(opts, "checkpoint", step_checkpoint(table, policy, opts)).await;
     r.expiry = step(opts, "expiry", step_expiry(table, policy, opts)).await;
     r.orphans = step(opts, "orphans", step_orphans(table, policy, opts)).await;
+    r.archive = match archive {
+        Some(a) => step(opts, "archive", step_archive(a, policy)).await,
+        None => StepReport::skipped("the pipeline keeps no event archive"),
+    };
     r.after = table.table_stats().await.ok();
     r.ms = ms_since(t);
     r
+}
+
+/// Snapshots of the event archive a pass keeps (the archive is append-only: history is its
+/// rows, not its snapshots).
+pub const ARCHIVE_SNAPSHOTS_KEPT: usize = 100;
+
+/// Step 6: the event archive's small files merged per partition (day, entity type), by the
+/// pipeline's `compaction.small_files` and `small_file_bytes`.
+pub async fn step_archive(
+    archive: &Archive,
+    policy: &MaintenancePolicy,
+) -> Result<StepReport<ArchiveCompaction>> {
+    let c = &policy.compaction;
+    let mut out = archive
+        .compact(&ArchiveCompactionPolicy {
+            min_small_files: c.small_files as usize,
+            small_file_bytes: c.small_file_bytes,
+            max_rows: crate::table::TableLimits::default().max_rows_per_compaction as u64,
+        })
+        .await?;
+    out.snapshots_expired = archive.expire_snapshots(ARCHIVE_SNAPSHOTS_KEPT).await?;
+    tracing::info!(
+        step = "archive",
+        snapshots_expired = out.snapshots_expired,
+        partitions = out.partitions,
+        files_removed = out.files_removed,
+        files_added = out.files_added,
+        rows = out.rows,
+        "archive compacted"
+    );
+    Ok(StepReport::done(0.0, out))
 }
 
 /// Step 2: merge small manifests, drop those with no live file left (a compaction's).

@@ -1,6 +1,7 @@
 //! What a pass did, step by step: serialized as the handler's response and JSON log line,
 //! and as CloudWatch EMF metrics ([`PassReport::emf`]).
 
+use crate::archive::ArchiveCompaction;
 use serde::Serialize;
 
 use super::policy::{CheckpointDecision, CompactReason};
@@ -142,6 +143,8 @@ pub struct PassReport {
     pub checkpoint: StepReport<CheckpointReport>,
     pub expiry: StepReport<ExpiryReport>,
     pub orphans: StepReport<OrphanReport>,
+    /// The event archive's small files merged (skipped: the pipeline keeps no archive).
+    pub archive: StepReport<ArchiveCompaction>,
     pub before: Option<TableStats>,
     pub after: Option<TableStats>,
     pub ms: f64,
@@ -157,6 +160,7 @@ impl PassReport {
             ("checkpoint", self.checkpoint.is_failed()),
             ("expiry", self.expiry.is_failed()),
             ("orphans", self.orphans.is_failed()),
+            ("archive", self.archive.is_failed()),
         ] {
             if failed {
                 out.push(name);
