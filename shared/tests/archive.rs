@@ -28,6 +28,11 @@ fn root() -> PathBuf {
 }
 
 fn pipeline() -> CompiledPipeline {
+    pipeline_of_group("archive-test", "orders_state")
+}
+
+/// The pipeline under another consumer group and view (same topic, so the same archive).
+fn pipeline_of_group(group: &str, view: &str) -> CompiledPipeline {
     let yaml = format!(
         r#"
 metadata:
@@ -37,7 +42,7 @@ sources:
     type: kafka
     connection: localhost:9092
     topic: {TOPIC}
-    consumer_group: archive-test
+    consumer_group: {group}
     event_types: [OrderPlaced, OrderConfirmed]
 transformations:
   - name: build_order_state
@@ -52,7 +57,7 @@ transformations:
 sinks:
   order_view:
     type: iceberg
-    table: test.orders_state
+    table: test.{view}
     mode: merge_on_key
     merge_keys: [order_id]
 "#
@@ -244,15 +249,16 @@ async fn compaction_merges_small_files_and_keeps_each_event_once() {
     let dl = Arc::new(LocalDeadLetters::new(dir.path().join("dead-letters")));
     let catalog = CatalogConfig::embedded(dir.path()).unwrap();
     let p = BatchProcessor::open(pipeline(), catalog, dl).await.unwrap();
-    // Twelve small batches: a file per (day, entity type) each.
+    // Twelve small batches of two Kafka partitions: a file per (day, entity type) and
+    // partition each.
     for b in 0..12 {
-        p.process(batch(0, b * 10, b * 10 + 10), vec![])
-            .await
-            .unwrap();
+        let mut records = batch(0, b * 10, b * 10 + 10);
+        records.extend(batch(1, b * 10 + 3, b * 10 + 13));
+        p.process(records, vec![]).await.unwrap();
     }
     let archive = p.archive().unwrap();
     let files_before = archive_files(archive).await;
-    assert!(files_before >= 12 * 3, "{files_before} files");
+    assert!(files_before >= 12 * 3 * 2, "{files_before} files");
     let policy = ArchiveCompactionPolicy {
         min_small_files: 5,
         small_file_bytes: 64 * 1024 * 1024,
@@ -260,8 +266,17 @@ async fn compaction_merges_small_files_and_keeps_each_event_once() {
     };
     let c = archive.compact(&policy).await.unwrap();
     assert_eq!(c.files_removed, files_before, "{c:?}");
-    assert_eq!(c.files_added, c.partitions, "one file per partition: {c:?}");
-    assert_eq!(archive_files(archive).await, c.partitions);
+    assert_eq!(
+        c.files_added,
+        2 * c.partitions,
+        "a file per Kafka partition: {c:?}"
+    );
+    assert_eq!(archive_files(archive).await, c.files_added);
+    assert_eq!(
+        archive.first_offsets().await.unwrap(),
+        BTreeMap::from([(0, 0), (1, 3)]),
+        "from the rewritten files' bounds"
+    );
     // Nothing more to do; the offsets survive the rewrite; appends go on exactly once.
     assert_eq!(archive.compact(&policy).await.unwrap().partitions, 0);
     assert!(
@@ -270,12 +285,15 @@ async fn compaction_merges_small_files_and_keeps_each_event_once() {
     );
     assert_eq!(
         archive.committed_offsets().await.unwrap(),
-        BTreeMap::from([(0, 120)])
+        BTreeMap::from([(0, 120), (1, 123)])
     );
     p.process(batch(0, 110, 130), vec![]).await.unwrap();
+    let mut expected = want(0, 0, 130);
+    expected.extend(want(1, 3, 123));
+    expected.sort();
     assert_eq!(
         pyiceberg_rows(dir.path()),
-        want(0, 0, 130),
+        expected,
         "PyIceberg after compaction"
     );
 }
@@ -292,4 +310,26 @@ async fn archive_files(archive: &refold::archive::Archive) -> usize {
         .await
         .unwrap();
     tasks.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_consumer_group_appends_nothing_already_archived() {
+    let dir = tempfile::tempdir().unwrap();
+    let dl = Arc::new(LocalDeadLetters::new(dir.path().join("dead-letters")));
+    let catalog = CatalogConfig::embedded(dir.path()).unwrap();
+    let v1 = BatchProcessor::open(pipeline(), catalog.clone(), dl.clone())
+        .await
+        .unwrap();
+    v1.process(batch(0, 0, 20), vec![]).await.unwrap();
+    // A re-projection: same topic and archive, a new group (and a new view).
+    let v2 = BatchProcessor::open(
+        pipeline_of_group("archive-test-v2", "orders_state_v2"),
+        catalog,
+        dl,
+    )
+    .await
+    .unwrap();
+    let r = v2.process(batch(0, 0, 30), vec![]).await.unwrap();
+    assert_eq!(r.archived, want(0, 20, 30).len());
+    assert_eq!(pyiceberg_rows(dir.path()), want(0, 0, 30));
 }

@@ -645,3 +645,59 @@ async fn a_replay_from_earliest_reads_what_retention_dropped_from_the_archive() 
         .collect();
     assert_eq!(split, lows.iter().map(|(p, l)| (*p, Some(*l))).collect());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn times_in_the_archived_part_are_refused_not_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = sorted_lines();
+    let topic = refold::replay::memory::MemoryTopic::new(TOPIC, 2);
+    let records = append(&topic, &lines, 2);
+    let f = fixture(
+        dir.path(),
+        topic.clone(),
+        WorkerLimits::default(),
+        Duration::from_secs(600),
+    );
+    let live_dl = Arc::new(refold::dead_letter::LocalDeadLetters::new(
+        dir.path().join("live-dl"),
+    ));
+    let live = BatchProcessor::open(pipeline(), f.catalog.clone(), live_dl)
+        .await
+        .unwrap();
+    live.process(records.clone(), vec![]).await.unwrap();
+    for p in 0..2 {
+        let n = records.iter().filter(|r| r.partition == p).count() as i64;
+        topic.set_log_start(p, n / 2).unwrap();
+    }
+    // A time in the first days: only the archive holds those records.
+    for (req, field) in [
+        (
+            serde_json::json!({"from_offset": "2026-02-01T12:00:00Z", "target_consumer_group": "t",
+                "parallel_consumers": 1}),
+            "from_offset",
+        ),
+        (
+            serde_json::json!({"from_offset": "earliest", "to_timestamp": "2026-02-01T12:00:00Z",
+                "target_consumer_group": "t", "parallel_consumers": 1}),
+            "to_timestamp",
+        ),
+    ] {
+        let e = f
+            .service
+            .plan("order-events-pipeline", &body(req.clone()))
+            .await
+            .unwrap_err();
+        let p = Problem::of(&e);
+        assert_eq!(
+            (p.status, p.field.as_deref()),
+            (400, Some(field)),
+            "{req}: {}",
+            p.error
+        );
+        assert!(
+            p.error.contains("only the event archive holds"),
+            "{}",
+            p.error
+        );
+    }
+}

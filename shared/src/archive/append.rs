@@ -93,8 +93,8 @@ impl Archive {
             .filter(|e| e.kafka_offset >= committed)
             .collect();
         let already_archived = events.len() - fresh.len();
-        if fresh.is_empty() {
-            // Nothing new (a redelivery, or only invalid records): the offsets may stay.
+        if next_offset <= committed {
+            // A redelivery: nothing new.
             if let Some(p) = plan.take() {
                 discard(self, p).await;
             }
@@ -122,7 +122,7 @@ impl Archive {
         let mut new_offsets = offsets_now.clone();
         new_offsets.insert(partition, next_offset.max(committed));
         offsets::assert_forward(&offsets_now, &new_offsets)?;
-        let key = offsets::key(&self.cfg.topic, &self.cfg.consumer_group);
+        let key = offsets::key(&self.cfg.topic, super::OFFSETS_GROUP);
         let encoded = offsets::encode(&new_offsets);
         let change = SnapshotChange {
             operation: Operation::Append,

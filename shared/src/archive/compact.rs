@@ -160,7 +160,19 @@ impl Archive {
             md.current_schema().clone(),
             small[0].partition().clone(),
         );
-        let added = self.write_partition(md, key, &rows).await?;
+        // One Kafka partition per file, as appends write them: first offsets come from the
+        // files' bounds (`Archive::first_offsets`), not from reading every row.
+        let mut added = Vec::new();
+        for part in rows.chunk_by(|a, b| a.kafka_partition == b.kafka_partition) {
+            match self.write_partition(md, key.clone(), part).await {
+                Ok(files) => added.extend(files),
+                Err(e) => {
+                    let paths = added.iter().map(|f: &DataFile| f.file_path().to_string());
+                    writer::delete_files_best_effort(&self.file_io, paths).await;
+                    return Err(e);
+                }
+            }
+        }
         Ok(Plan {
             removed: small.iter().map(|f| f.file_path().to_string()).collect(),
             added,

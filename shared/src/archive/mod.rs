@@ -3,9 +3,10 @@
 //! full history: historical queries (Athena, Trino, DuckDB), replay of offsets Kafka no
 //! longer has (`replay`), and one entity's state at any time (`refold history`).
 //!
-//! Exactly once, on its own: the archive keeps its own committed offsets
-//! (`refold.offsets.<topic>/<group>`, in each snapshot's summary and as a table property,
-//! as the state table does, see [`crate::table::offsets`]). An append writes the records at
+//! Exactly once, on its own: the archive keeps its own committed offsets, per topic
+//! (`refold.offsets.<topic>/`[`OFFSETS_GROUP`], in each snapshot's summary and as a table
+//! property, as the state table does, see [`crate::table::offsets`]), so a pipeline under a
+//! new consumer group appends nothing already archived. An append writes the records at
 //! or past the committed offset of their partition and moves it past the batch in the same
 //! compare-and-set; a redelivered batch appends nothing, a batch that overlaps appends its
 //! new suffix. fold-batch appends before it merges the state (ARCHITECTURE.md says why):
@@ -17,7 +18,7 @@
 //! | [`event`] | [`ArchivedEvent`]: from a record and its envelope, back to a record, Arrow |
 //! | `append` | [`Archive::append`]: data files per Iceberg partition, one exactly-once commit |
 //! | `read` | scans: an offset range of a partition, one entity's events, first offsets |
-//! | `compact` | [`Archive::compact`]: small files merged per partition (the snapshot-compactor's step) |
+//! | `compact` | [`Archive::compact`]: small files merged per partition, one Kafka partition per file; snapshot expiry (the snapshot-compactor's step) |
 
 use std::sync::Arc;
 
@@ -47,9 +48,18 @@ pub struct ArchiveConfig {
     pub catalog: CatalogConfig,
     pub table: TableIdentity,
     pub topic: String,
-    /// The consumer group whose offsets the archive keeps (the live pipeline's).
-    pub consumer_group: String,
+    /// The row key the pipeline folds by (`entity_key`): recorded on the table, and a
+    /// pipeline with another key is refused (its `entity_key` would mean something else).
+    pub key_field: String,
 }
+
+/// The archive's offsets are the topic's, whichever pipeline appends: a pipeline with a
+/// new consumer group (a re-projection) appends nothing already archived. Stored under
+/// `refold.offsets.<topic>/` + this.
+pub const OFFSETS_GROUP: &str = "refold-archive";
+
+/// The table property naming the archive's key field.
+pub const KEY_FIELD_PROPERTY: &str = "refold.archive-key-field";
 
 /// An open event archive.
 pub struct Archive {
@@ -98,13 +108,26 @@ impl Archive {
         let loaded = match catalog.current_location(&ident).await? {
             Some(loc) => catalog::read_metadata(&file_io, &loc).await?,
             None => {
-                let props = layout.properties.clone();
+                let mut props = layout.properties.clone();
+                props.insert(KEY_FIELD_PROPERTY.to_owned(), cfg.key_field.clone());
                 catalog::create_table(catalog.as_ref(), &file_io, &ident, &layout, props).await?
             }
         };
         let md = &loaded.metadata;
         crate::table::check_format(md, &ident)?;
         crate::table::schema::check_compatible(md.current_schema(), &layout.schema)?;
+        if let Some(k) = md.properties().get(KEY_FIELD_PROPERTY)
+            && *k != cfg.key_field
+        {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "the archive's entity_key is `{k}` (table property {KEY_FIELD_PROPERTY}); \
+                     this pipeline folds by `{}`: name another archive table",
+                    cfg.key_field
+                ),
+            ));
+        }
         let arrow = iceberg::arrow::schema_to_arrow_schema(md.current_schema())
             .map_err(|e| Error::new(ErrorKind::Internal, "archive arrow schema").with_source(e))?;
         let limits = TableLimits::default();
@@ -149,7 +172,7 @@ impl Archive {
         crate::table::offsets::read(
             md,
             &self.cfg.topic,
-            &self.cfg.consumer_group,
+            OFFSETS_GROUP,
             self.limits.max_offset_history_snapshots,
         )
         .map_err(|e| e.with_context(format!("committed offsets of {}", self.cfg.table)))

@@ -125,8 +125,8 @@ impl Archive {
 
     /// Per partition, the lowest archived offset, from the `kafka_offset` lower bounds of
     /// the live data files (exact: refold writes untruncated bounds and one Kafka partition
-    /// per file). A file of several partitions (another engine rewrote the archive) is
-    /// read instead.
+    /// per file, in appends and compactions). A file of several partitions (another
+    /// engine rewrote the archive) makes it read every row instead.
     async fn scan_bounds(&self) -> Result<BTreeMap<i32, i64>> {
         let l = self.load().await?;
         let md = &l.metadata;

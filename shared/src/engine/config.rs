@@ -69,8 +69,7 @@ pub fn table_config(cp: &CompiledPipeline, catalog: CatalogConfig) -> Result<Tab
     })
 }
 
-/// The event archive a pipeline appends to (None: `archive: false`), in `catalog`, keeping
-/// the live consumer group's offsets.
+/// The event archive a pipeline appends to (None: `archive: false`), in `catalog`.
 pub fn archive_config(cp: &CompiledPipeline, catalog: CatalogConfig) -> Option<ArchiveConfig> {
     let p = &cp.pipeline;
     let t = p.transformation();
@@ -83,7 +82,7 @@ pub fn archive_config(cp: &CompiledPipeline, catalog: CatalogConfig) -> Option<A
             name: table.name,
         },
         topic: source.topic.clone(),
-        consumer_group: source.consumer_group.clone(),
+        key_field: cp.key_field.clone(),
     })
 }
 

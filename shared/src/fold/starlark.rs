@@ -35,7 +35,7 @@ use crate::json::{self, Json};
 use crate::pipeline::FoldLimits;
 
 /// Starlark checks its "cancelled" hook once per this many steps (its constant).
-const STEPS_PER_CHECK: u64 = 1000;
+pub(super) const STEPS_PER_CHECK: u64 = 1000;
 /// A heap serves at most this many events before it is dropped, bounding garbage.
 const EVENTS_PER_HEAP_MAX: usize = 8192;
 /// Nesting depth bound when converting a returned state to JSON.

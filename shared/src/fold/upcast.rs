@@ -105,11 +105,32 @@ impl Upcasters {
             // Fail only on a zero limit, which validation forbids.
             let _ = eval.set_max_callstack_size(self.limits.max_call_depth.max(1));
             let _ = eval.set_max_heap_size(heap_limit.max(1));
+            // Stops a runaway upcaster in flight, as the fold's guard does (Starlark checks
+            // the hook once per STEPS_PER_CHECK steps).
+            let checks_left = std::cell::Cell::new(
+                self.limits
+                    .max_steps_per_event
+                    .div_ceil(super::starlark::STEPS_PER_CHECK)
+                    + 1,
+            );
+            let checks = std::rc::Rc::new(checks_left);
+            let guard = checks.clone();
+            eval.set_check_cancelled(Box::new(move || {
+                let left = guard.get().saturating_sub(1);
+                guard.set(left);
+                left == 0
+            }));
             let event = heap.alloc(StarEvent::new(envelope));
             let result = catch_unwind(AssertUnwindSafe(|| {
                 eval.eval_function(upcast, &[event], &[])
             }));
             let steps = eval.get_total_tick_count();
+            if checks.get() == 0 || steps > self.limits.max_steps_per_event {
+                return Err(format!(
+                    "step limit exceeded: more than {} steps",
+                    self.limits.max_steps_per_event
+                ));
+            }
             let v = match result {
                 Err(panic) => {
                     return Err(format!(
@@ -126,10 +147,10 @@ impl Upcasters {
                 Ok(Err(e)) => return Err(located(&e)),
                 Ok(Ok(v)) => v,
             };
-            if steps > self.limits.max_steps_per_event {
+            if heap.peak_allocated_bytes() > heap_limit {
                 return Err(format!(
-                    "step limit exceeded: more than {} steps",
-                    self.limits.max_steps_per_event
+                    "heap limit exceeded: more than {} bytes",
+                    self.limits.max_heap_bytes
                 ));
             }
             if DictRef::from_value(v).is_none() {

@@ -347,6 +347,7 @@ async fn resolve_range(
         None => w.high,
     }
     .clamp(0, w.high);
+    check_time_cuts(ctx, req, p, w, from, to)?;
     let mut archive_to = None;
     if from < w.low && from < to {
         let split = w.low.min(to);
@@ -361,6 +362,43 @@ async fn resolve_range(
         to,
         archive_to,
     })
+}
+
+/// Times resolve through Kafka only: a time before the log start resolves to the log
+/// start, which would silently skip (a `from`) or take (a `to_timestamp`) the archived
+/// part. Refused when the archive holds offsets below the log start, until times resolve
+/// through the archive's `kafka_timestamp` too.
+fn check_time_cuts(
+    ctx: &PlanContext,
+    req: &ReplayRequest,
+    p: i32,
+    w: Watermarks,
+    from: i64,
+    to: i64,
+) -> Result<()> {
+    let archived = ctx
+        .archive
+        .as_ref()
+        .and_then(|a| a.first.get(&p))
+        .is_some_and(|&f| f < w.low);
+    if !archived {
+        return Ok(());
+    }
+    let field = match (&req.from_offset, req.to_timestamp_ms) {
+        (FromOffset::TimeMs(_), _) if from <= w.low => "from_offset",
+        (_, Some(_)) if to <= w.low => "to_timestamp",
+        _ => return Ok(()),
+    };
+    Err(RequestError::new(
+        field,
+        format!(
+            "partition {p}: the time falls at or before Kafka's log start (offset {}), in \
+             the part only the event archive holds; times are resolved through Kafka only: \
+             give offsets there (from_offset as a number or a per-partition map)",
+            w.low
+        ),
+    )
+    .into_error())
 }
 
 /// A conflict when another replay still runs into `target` (see [`super::store`]).
