@@ -122,6 +122,17 @@ impl CompiledPipeline {
         Ok(folded.state.unwrap_or_default())
     }
 
+    /// The row key the fold groups `envelope` under: `data.<key_field>` (else `entity_id`)
+    /// of the envelope after the upcasters (one may rename the key field); None when it
+    /// has none or an upcaster fails.
+    pub fn row_key(&self, envelope: &Envelope) -> Option<String> {
+        if self.upcasters.is_empty() {
+            return envelope.key(&self.key_field).ok().map(|k| k.into_owned());
+        }
+        let current = self.upcast(envelope.clone()).ok()?;
+        current.key(&self.key_field).ok().map(|k| k.into_owned())
+    }
+
     /// Whether the source folds events of this type (the rest are filtered out).
     pub fn accepts(&self, event_type: &str) -> bool {
         self.event_types.is_empty() || self.event_types.contains(event_type)

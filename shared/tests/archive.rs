@@ -333,3 +333,62 @@ async fn a_new_consumer_group_appends_nothing_already_archived() {
     assert_eq!(r.archived, want(0, 20, 30).len());
     assert_eq!(pyiceberg_rows(dir.path()), want(0, 0, 30));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_archived_key_is_the_key_after_upcasting() {
+    let dir = tempfile::tempdir().unwrap();
+    // v1 called the key `orderId`; the upcaster renames it.
+    let yaml = format!(
+        r#"
+metadata:
+  name: archive-upcast
+sources:
+  order_events:
+    type: kafka
+    connection: localhost:9092
+    topic: {TOPIC}
+    consumer_group: archive-upcast
+transformations:
+  - name: build_order_state
+    type: event_fold
+    input: order_events
+    key_field: order_id
+    upcasters:
+      - event_type: OrderPlaced
+        from_version: 1
+        function: |
+          def upcast(event):
+              return {{"order_id": event.orderId, "amount": event.amount}}
+    fold_function: |
+      def fold(state, event):
+          return {{"amount": event.amount}}
+sinks:
+  order_view:
+    type: iceberg
+    table: test.orders_state
+    mode: merge_on_key
+    merge_keys: [order_id]
+"#
+    );
+    let loaded = refold::pipeline::parse(&yaml, "p.yaml", &|_| None);
+    let cp = CompiledPipeline::compile(loaded.into_pipeline().unwrap()).unwrap();
+    let v = json!({
+        "event_id": "e1", "event_type": "OrderPlaced", "entity_type": "Order",
+        "entity_id": "entity-9", "tenant_id": "t1", "timestamp": "2026-02-01T10:00:00Z",
+        "version": 1, "data": {"orderId": "o7", "amount": 3}
+    });
+    let dl = Arc::new(LocalDeadLetters::new(dir.path().join("dl")));
+    let catalog = CatalogConfig::embedded(dir.path()).unwrap();
+    let p = BatchProcessor::open(cp, catalog, dl).await.unwrap();
+    let r = p
+        .process(vec![record(0, 0, "o7", v.to_string())], vec![])
+        .await
+        .unwrap();
+    assert_eq!((r.counts.folded, r.archived), (1, 1), "{r:?}");
+    let archived = p.archive().unwrap().read_range(0, 0, 1).await.unwrap();
+    assert_eq!(archived[0].entity_key.as_deref(), Some("o7"));
+    // As produced: the archive keeps v1's data.
+    assert!(archived[0].data.contains("orderId"), "{}", archived[0].data);
+    let rows = p.table().current_rows(None, None).await.unwrap();
+    assert_eq!(rows[0].key, "o7");
+}

@@ -43,9 +43,10 @@ pub struct ArchivedEvent {
 }
 
 impl ArchivedEvent {
-    /// The row of a record whose envelope decoded; `key_field` names the row key (see
-    /// [`Envelope::key`]): an event without one is archived with a null key.
-    pub fn new(record: &SourceRecord, envelope: &Envelope, key_field: &str) -> Self {
+    /// The row of a record whose envelope decoded (as produced); `entity_key` is the row
+    /// key the fold groups it under (of the upcast envelope, see
+    /// [`CompiledPipeline::row_key`](crate::batch::CompiledPipeline::row_key)).
+    pub fn new(record: &SourceRecord, envelope: &Envelope, entity_key: Option<String>) -> Self {
         Self {
             event_id: envelope.event_id().to_owned(),
             event_type: envelope.event_type().to_owned(),
@@ -57,7 +58,7 @@ impl ArchivedEvent {
             version: envelope.version(),
             data: json::to_text(envelope.data()),
             metadata: envelope.metadata().map(json::to_text),
-            entity_key: envelope.key(key_field).ok().map(|k| k.into_owned()),
+            entity_key,
             kafka_topic: record.topic.clone(),
             kafka_partition: record.partition,
             kafka_offset: record.offset,

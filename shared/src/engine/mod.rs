@@ -259,9 +259,8 @@ impl BatchProcessor {
             .iter()
             .zip(decoded)
             .filter_map(|(r, d)| {
-                d.as_ref()
-                    .ok()
-                    .map(|e| ArchivedEvent::new(r, e, &self.cp.key_field))
+                let e = d.as_ref().ok()?;
+                Some(ArchivedEvent::new(r, e, self.cp.row_key(e)))
             })
             .collect();
         let next_offset = records
