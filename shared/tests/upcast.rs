@@ -129,3 +129,28 @@ fn a_broken_upcaster_is_a_validate_error_at_its_line() {
         "want an error at line {line}: {errors:#?}"
     );
 }
+
+#[test]
+fn a_runaway_upcaster_stops_at_the_step_limit() {
+    let body = "              n = 0\n              for i in range(100000000):\n                  n += i\n              return {\"amount\": n}\n";
+    let cp = compile(&pipeline_text(body));
+    let one: String = stream(1)
+        .lines()
+        .take(20)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let view = fold_in_memory(&cp, &from_jsonl(one.as_bytes(), "t"), 500).unwrap();
+    let stopped: Vec<_> = view
+        .dead_letters
+        .iter()
+        .filter(|d| d.reason.contains("upcaster of `OrderPlaced` version 1"))
+        .collect();
+    assert!(!stopped.is_empty(), "{:?}", view.dead_letters.first());
+    assert!(
+        stopped
+            .iter()
+            .all(|d| d.reason.contains("step limit exceeded")),
+        "{:?}",
+        stopped[0]
+    );
+}

@@ -35,7 +35,7 @@ use crate::json::{self, Json};
 use crate::pipeline::FoldLimits;
 
 /// Starlark checks its "cancelled" hook once per this many steps (its constant).
-pub(super) const STEPS_PER_CHECK: u64 = 1000;
+const STEPS_PER_CHECK: u64 = 1000;
 /// A heap serves at most this many events before it is dropped, bounding garbage.
 const EVENTS_PER_HEAP_MAX: usize = 8192;
 /// Nesting depth bound when converting a returned state to JSON.
@@ -53,28 +53,12 @@ impl StarlarkFold {
     /// Rewrites `{**x}`, parses, runs the module body once and takes its `fold`.
     /// Errors start with `line N: ` when they have a location in `source`.
     pub fn compile(source: &str, limits: &FoldLimits) -> Result<Self, String> {
-        const FILE: &str = "fold_function";
-        let rewritten = rewrite_dict_unpacking(source, FILE).map_err(|e| strip_location(&e))?;
-        let ast = AstModule::parse(FILE, rewritten, &Dialect::Extended).map_err(|e| located(&e))?;
-        let globals = globals();
-        let module = Module::with_temp_heap(|m| -> Result<FrozenModule, String> {
-            {
-                let mut eval = Evaluator::new(&m);
-                eval.set_max_callstack_size(limits.max_call_depth)
-                    .map_err(|e| e.to_string())?;
-                eval.eval_module(ast, &globals).map_err(|e| located(&e))?;
-            }
-            m.freeze().map_err(|e| format!("{e:?}"))
-        })?;
-        let fold = module
-            .get("fold")
-            .map_err(|_| "the fold function must define `def fold(state, event):`".to_owned())?;
-        let ty = fold.value().get_type();
-        if ty != "function" {
-            return Err(format!(
-                "`fold` must be a function `def fold(state, event):`, got {ty}"
-            ));
-        }
+        let (module, fold) = compile_function(
+            source,
+            "fold_function",
+            ("fold", "def fold(state, event):", "the fold function"),
+            limits,
+        )?;
         Ok(Self {
             _module: module,
             fold,
@@ -99,19 +83,14 @@ impl StarlarkFold {
         // Allocating the owned value on the module's frozen heap keeps its owner alive as long
         // as this heap, and gives it this heap's lifetime.
         let fold = m.frozen_heap().alloc(self.fold.clone()).to_value();
-        let checks_left = Rc::new(Cell::new(u64::MAX));
         let mut eval = Evaluator::new(m);
         let heap_limit_bytes = usize::try_from(self.limits.max_heap_bytes).unwrap_or(usize::MAX);
         // Both calls fail only when a limit is zero or already set; validation forbids zero.
         let _ = eval.set_max_callstack_size(self.limits.max_call_depth.max(1));
         let _ = eval.set_max_heap_size(heap_limit_bytes.max(1));
-        let guard = checks_left.clone();
-        eval.set_check_cancelled(Box::new(move || {
-            let left = guard.get().saturating_sub(1);
-            guard.set(left);
-            left == 0
-        }));
-        let checks_per_event = self.limits.max_steps_per_event.div_ceil(STEPS_PER_CHECK) + 1;
+        let checks_left = step_guard(&mut eval, self.limits.max_steps_per_event);
+        // Re-armed for every event (the guard counts one call).
+        let checks_per_event = checks_left.get();
         let mut events_on_heap = 0usize;
 
         for key in keys {
@@ -263,6 +242,52 @@ impl StarlarkFold {
             },
         }
     }
+}
+
+/// Rewrites `{**x}` in `source`, parses it as `file`, runs the module body once and takes
+/// its function `name` (`def_line` and `what` for the messages: `def fold(state, event):`,
+/// "the fold function"). Errors start with `line N: ` when they have a location.
+pub(super) fn compile_function(
+    source: &str,
+    file: &str,
+    (name, def_line, what): (&str, &str, &str),
+    limits: &FoldLimits,
+) -> Result<(FrozenModule, OwnedFrozenValue), String> {
+    let rewritten = rewrite_dict_unpacking(source, file).map_err(|e| strip_location(&e))?;
+    let ast = AstModule::parse(file, rewritten, &Dialect::Extended).map_err(|e| located(&e))?;
+    let globals = globals();
+    let module = Module::with_temp_heap(|m| -> Result<FrozenModule, String> {
+        {
+            let mut eval = Evaluator::new(&m);
+            eval.set_max_callstack_size(limits.max_call_depth)
+                .map_err(|e| e.to_string())?;
+            eval.eval_module(ast, &globals).map_err(|e| located(&e))?;
+        }
+        m.freeze().map_err(|e| format!("{e:?}"))
+    })?;
+    let f = module
+        .get(name)
+        .map_err(|_| format!("{what} must define `{def_line}`"))?;
+    let ty = f.value().get_type();
+    if ty != "function" {
+        return Err(format!(
+            "`{name}` must be a function `{def_line}`, got {ty}"
+        ));
+    }
+    Ok((module, f))
+}
+
+/// Arms the evaluator's "cancelled" hook for one call of at most `max_steps` steps (Starlark
+/// checks it once per [`STEPS_PER_CHECK`]); the count left is 0 when the hook stopped it.
+pub(super) fn step_guard(eval: &mut Evaluator<'_, '_, '_>, max_steps: u64) -> Rc<Cell<u64>> {
+    let checks_left = Rc::new(Cell::new(max_steps.div_ceil(STEPS_PER_CHECK) + 1));
+    let guard = checks_left.clone();
+    eval.set_check_cancelled(Box::new(move || {
+        let left = guard.get().saturating_sub(1);
+        guard.set(left);
+        left == 0
+    }));
+    checks_left
 }
 
 pub(super) fn globals() -> Globals {

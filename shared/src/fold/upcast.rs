@@ -13,13 +13,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use starlark::environment::{FrozenModule, Module};
 use starlark::eval::Evaluator;
-use starlark::syntax::{AstModule, Dialect};
 use starlark::values::OwnedFrozenValue;
 use starlark::values::dict::DictRef;
 
-use super::rewrite::rewrite_dict_unpacking;
 use super::starlark::{
-    StarEvent, globals, is_stack_overflow, located, panic_message, strip_location, to_json,
+    StarEvent, compile_function, is_stack_overflow, located, panic_message, step_guard, to_json,
 };
 use crate::envelope::Envelope;
 use crate::pipeline::{FoldLimits, Upcaster};
@@ -105,21 +103,8 @@ impl Upcasters {
             // Fail only on a zero limit, which validation forbids.
             let _ = eval.set_max_callstack_size(self.limits.max_call_depth.max(1));
             let _ = eval.set_max_heap_size(heap_limit.max(1));
-            // Stops a runaway upcaster in flight, as the fold's guard does (Starlark checks
-            // the hook once per STEPS_PER_CHECK steps).
-            let checks_left = std::cell::Cell::new(
-                self.limits
-                    .max_steps_per_event
-                    .div_ceil(super::starlark::STEPS_PER_CHECK)
-                    + 1,
-            );
-            let checks = std::rc::Rc::new(checks_left);
-            let guard = checks.clone();
-            eval.set_check_cancelled(Box::new(move || {
-                let left = guard.get().saturating_sub(1);
-                guard.set(left);
-                left == 0
-            }));
+            // Stops a runaway upcaster in flight, as the fold's guard does.
+            let checks = step_guard(&mut eval, self.limits.max_steps_per_event);
             let event = heap.alloc(StarEvent::new(envelope));
             let result = catch_unwind(AssertUnwindSafe(|| {
                 eval.eval_function(upcast, &[event], &[])
@@ -165,28 +150,12 @@ impl Upcasters {
 }
 
 fn compile_one(source: &str, limits: &FoldLimits) -> Result<Compiled, String> {
-    const FILE: &str = "upcast";
-    let rewritten = rewrite_dict_unpacking(source, FILE).map_err(|e| strip_location(&e))?;
-    let ast = AstModule::parse(FILE, rewritten, &Dialect::Extended).map_err(|e| located(&e))?;
-    let globals = globals();
-    let module = Module::with_temp_heap(|m| -> Result<FrozenModule, String> {
-        {
-            let mut eval = Evaluator::new(&m);
-            eval.set_max_callstack_size(limits.max_call_depth)
-                .map_err(|e| e.to_string())?;
-            eval.eval_module(ast, &globals).map_err(|e| located(&e))?;
-        }
-        m.freeze().map_err(|e| format!("{e:?}"))
-    })?;
-    let upcast = module
-        .get("upcast")
-        .map_err(|_| "the upcaster must define `def upcast(event):`".to_owned())?;
-    let ty = upcast.value().get_type();
-    if ty != "function" {
-        return Err(format!(
-            "`upcast` must be a function `def upcast(event):`, got {ty}"
-        ));
-    }
+    let (module, upcast) = compile_function(
+        source,
+        "upcast",
+        ("upcast", "def upcast(event):", "the upcaster"),
+        limits,
+    )?;
     Ok(Compiled {
         _module: module,
         upcast,
