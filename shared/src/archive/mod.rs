@@ -149,17 +149,7 @@ impl Archive {
     }
 
     pub(crate) async fn load(&self) -> Result<Loaded> {
-        let loc = self
-            .catalog
-            .current_location(&self.ident)
-            .await?
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Io,
-                    format!("event archive {} vanished from the catalog", self.cfg.table),
-                )
-            })?;
-        catalog::read_metadata(&self.file_io, &loc).await
+        catalog::load(self.catalog.as_ref(), &self.file_io, &self.ident).await
     }
 
     /// The archive's committed next offset per partition (empty: nothing archived).

@@ -19,17 +19,7 @@ pub const MAX_EVENTS_PER_READ: usize = 1_000_000;
 impl Archive {
     /// An iceberg-rust `Table` of the current metadata.
     pub async fn iceberg_table(&self) -> Result<iceberg::table::Table> {
-        let l = self.load().await?;
-        let runtime = iceberg::Runtime::try_current()
-            .map_err(|e| Error::new(ErrorKind::Internal, "no tokio runtime").with_source(e))?;
-        iceberg::table::Table::builder()
-            .file_io(self.file_io.clone())
-            .identifier(self.ident.clone())
-            .metadata_location(l.location)
-            .metadata(l.metadata)
-            .runtime(runtime)
-            .build()
-            .map_err(|e| Error::new(ErrorKind::Internal, "iceberg table handle").with_source(e))
+        crate::table::iceberg_table(&self.file_io, &self.ident, self.load().await?)
     }
 
     /// The archived events of `partition` at offsets `from..to`, in offset order.

@@ -398,6 +398,22 @@ fn redact(uri: &str) -> String {
     }
 }
 
+/// The table's current metadata, through the catalog pointer (a table gone from the
+/// catalog is an `Io` error naming it).
+pub(crate) async fn load(
+    catalog: &dyn CatalogSwap,
+    io: &FileIO,
+    ident: &TableIdent,
+) -> Result<Loaded> {
+    let loc = catalog.current_location(ident).await?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::Io,
+            format!("table {ident} vanished from the catalog"),
+        )
+    })?;
+    read_metadata(io, &loc).await
+}
+
 pub(crate) async fn read_metadata(io: &FileIO, location: &str) -> Result<Loaded> {
     let md = TableMetadata::read_from(io, location)
         .await

@@ -236,34 +236,12 @@ impl StateTable {
     }
 
     pub(crate) async fn load(&self) -> Result<Loaded> {
-        let loc = self
-            .catalog
-            .current_location(&self.ident)
-            .await?
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Io,
-                    format!("table {} vanished from the catalog", self.cfg.table),
-                )
-            })?;
-        catalog::read_metadata(&self.file_io, &loc).await
+        catalog::load(self.catalog.as_ref(), &self.file_io, &self.ident).await
     }
 
     /// An iceberg-rust `Table` of the current metadata (for scans by other readers and tests).
     pub async fn iceberg_table(&self) -> Result<iceberg::table::Table> {
-        let l = self.load().await?;
-        iceberg::table::Table::builder()
-            .file_io(self.file_io.clone())
-            .identifier(self.ident.clone())
-            .metadata_location(l.location)
-            .metadata(l.metadata)
-            .runtime(
-                iceberg::Runtime::try_current().map_err(|e| {
-                    Error::new(ErrorKind::Internal, "no tokio runtime").with_source(e)
-                })?,
-            )
-            .build()
-            .map_err(|e| Error::new(ErrorKind::Internal, "iceberg table handle").with_source(e))
+        iceberg_table(&self.file_io, &self.ident, self.load().await?)
     }
 
     /// The current table properties (refold's `refold.*` ones and everyone else's).
@@ -333,6 +311,24 @@ impl StateTable {
         rows.sort_by(|a, b| (&a.tenant_id, &a.key).cmp(&(&b.tenant_id, &b.key)));
         Ok(rows)
     }
+}
+
+/// An iceberg-rust `Table` of `loaded` (scans: iceberg-rust's planning and Arrow reader).
+pub(crate) fn iceberg_table(
+    io: &FileIO,
+    ident: &TableIdent,
+    loaded: Loaded,
+) -> Result<iceberg::table::Table> {
+    let runtime = iceberg::Runtime::try_current()
+        .map_err(|e| Error::new(ErrorKind::Internal, "no tokio runtime").with_source(e))?;
+    iceberg::table::Table::builder()
+        .file_io(io.clone())
+        .identifier(ident.clone())
+        .metadata_location(loaded.location)
+        .metadata(loaded.metadata)
+        .runtime(runtime)
+        .build()
+        .map_err(|e| Error::new(ErrorKind::Internal, "iceberg table handle").with_source(e))
 }
 
 /// Refold reads and writes format version 2 only: a v1 table, or one another engine upgraded
