@@ -701,3 +701,133 @@ async fn times_in_the_archived_part_are_refused_not_misread() {
         );
     }
 }
+
+/// Fails the invocations of shard 0 whose attempt is below `fail_below` with `kind`, then
+/// runs the real worker: a fault forced at a known point, not hoped for.
+struct Flaky {
+    worker: Arc<refold::replay::handler::ReplayWorker>,
+    kind: refold::error::ErrorKind,
+    fail_below: u32,
+}
+
+#[async_trait::async_trait(?Send)]
+impl refold::replay::invoker::ShardHandler for Flaky {
+    async fn handle(
+        &self,
+        task: &refold::replay::ShardTask,
+        deadline: std::time::Instant,
+    ) -> refold::error::Result<refold::replay::ShardReport> {
+        if task.shard == 0 && task.attempt < self.fail_below {
+            return Err(refold::error::Error::new(
+                self.kind,
+                format!("injected fault, attempt {}", task.attempt),
+            ));
+        }
+        self.worker.run(task, deadline).await
+    }
+}
+
+fn flaky_fixture(
+    dir: &std::path::Path,
+    kind: refold::error::ErrorKind,
+    fail_below: u32,
+) -> Fixture {
+    fixture_with(
+        dir,
+        topic_of(&sorted_lines(), 2),
+        WorkerLimits::default(),
+        Duration::from_secs(600),
+        |worker| {
+            Arc::new(Flaky {
+                worker,
+                kind,
+                fail_below,
+            })
+        },
+    )
+}
+
+async fn start_and_wait(
+    f: &Fixture,
+    group: &str,
+) -> (
+    refold::replay::ReplayStatus,
+    Vec<(
+        refold::replay::ShardTask,
+        Result<refold::replay::ShardReport, String>,
+    )>,
+) {
+    let started = f
+        .service
+        .start(
+            "order-events-pipeline",
+            &body(serde_json::json!({"from_offset": "earliest",
+                "target_consumer_group": group, "parallel_consumers": 2})),
+        )
+        .await
+        .unwrap();
+    let results = f.invoker.wait_idle().await;
+    let st = f
+        .service
+        .status("order-events-pipeline", started.replay_id.as_str())
+        .await
+        .unwrap();
+    (st, results)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_is_retried_and_the_replay_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = flaky_fixture(dir.path(), refold::error::ErrorKind::Io, 2);
+    let (st, results) = start_and_wait(&f, "flaky").await;
+    assert_eq!(st.state, ReplayState::Done, "{st:?}");
+    assert_eq!(st.events_done, st.events_total);
+    let retried: Vec<u32> = results
+        .iter()
+        .filter(|(_, r)| r.as_ref().is_ok_and(|r| r.outcome == ShardOutcome::Retried))
+        .map(|(t, _)| t.attempt)
+        .collect();
+    assert_eq!(
+        retried,
+        vec![0, 1],
+        "shard 0's first two attempts retried: {results:?}"
+    );
+    let plan = f
+        .store
+        .get("order-events-pipeline", &st.replay_id)
+        .await
+        .unwrap()
+        .plan;
+    let lines = sorted_lines();
+    let all: Vec<&String> = lines.iter().collect();
+    oracle::assert_rows_eq(
+        &comparable(&rows_of(&f, &plan).await),
+        &oracle_rows(dir.path(), &all),
+        "retried",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lasting_or_permanent_failure_marks_the_replay_failed() {
+    use refold::replay::invoker::MAX_ATTEMPTS_PER_INVOCATION;
+    let dir = tempfile::tempdir().unwrap();
+    // Transient, but on every attempt: failed after the last one, with its reason.
+    let f = flaky_fixture(dir.path(), refold::error::ErrorKind::Io, u32::MAX);
+    let (st, results) = start_and_wait(&f, "lasting").await;
+    assert_eq!(st.state, ReplayState::Failed, "{st:?}");
+    let attempts = results.iter().filter(|(t, _)| t.shard == 0).count();
+    assert_eq!(attempts as u32, MAX_ATTEMPTS_PER_INVOCATION, "{results:?}");
+    let reason = st.failure.clone().unwrap_or_default();
+    assert!(
+        reason.contains("injected fault")
+            && reason.contains(&format!("attempt {MAX_ATTEMPTS_PER_INVOCATION}")),
+        "{reason}"
+    );
+    // Not transient (a bad configuration): failed at the first attempt, no retry.
+    let dir = tempfile::tempdir().unwrap();
+    let f = flaky_fixture(dir.path(), refold::error::ErrorKind::Config, u32::MAX);
+    let (st, results) = start_and_wait(&f, "config").await;
+    assert_eq!(st.state, ReplayState::Failed, "{st:?}");
+    let attempts = results.iter().filter(|(t, _)| t.shard == 0).count();
+    assert_eq!(attempts, 1, "{results:?}");
+}

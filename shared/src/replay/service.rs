@@ -118,12 +118,8 @@ impl ReplayService {
     pub async fn start(&self, pipeline_id: &str, body: &[u8]) -> Result<Started> {
         let plan = self.plan(pipeline_id, body).await?;
         let invokes = plan.shards.iter().map(|s| {
-            self.invoker.invoke(ShardTask {
-                pipeline: plan.pipeline.clone(),
-                replay_id: plan.replay_id.clone(),
-                shard: s.index,
-                invocation: 0,
-            })
+            self.invoker
+                .invoke(ShardTask::first(&plan.pipeline, &plan.replay_id, s.index))
         });
         for r in futures::future::join_all(invokes).await {
             r?;

@@ -50,6 +50,8 @@ pub enum ShardOutcome {
     Continue,
     /// The replay was cancelled; stopped between batches.
     Cancelled,
+    /// The invocation failed transiently and invoked itself again (see `invoker`).
+    Retried,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -61,6 +63,24 @@ pub struct ShardReport {
     /// Where each partition of the shard stands (next offset) at the end.
     pub positions: BTreeMap<i32, i64>,
     pub elapsed_ms: f64,
+    /// Why the invocation was retried (`Retried` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retried_after: Option<String>,
+}
+
+impl ShardReport {
+    /// The report of an invocation that failed with `e` and invoked itself again.
+    pub fn retried(shard: u32, e: &Error) -> Self {
+        Self {
+            shard,
+            outcome: ShardOutcome::Retried,
+            batches: 0,
+            counts: Counts::default(),
+            positions: BTreeMap::new(),
+            elapsed_ms: 0.0,
+            retried_after: Some(e.to_string()),
+        }
+    }
 }
 
 /// What is left of the shard's ranges, given the target's committed offsets.
@@ -114,6 +134,7 @@ pub async fn run_shard(
         counts: Counts::default(),
         positions: BTreeMap::new(),
         elapsed_ms: 0.0,
+        retried_after: None,
     };
     let margin = Duration::from_millis(limits.deadline_margin_ms);
     let mut reader = source.open(&plan.topic)?;

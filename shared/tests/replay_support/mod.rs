@@ -15,7 +15,7 @@ use refold::dead_letter::LocalDeadLetters;
 use refold::envelope::Envelope;
 use refold::record::SourceRecord;
 use refold::replay::handler::{DeadLettersFor, ReplayWorker};
-use refold::replay::invoker::{InProcessInvoker, ShardInvoker};
+use refold::replay::invoker::{InProcessInvoker, ShardHandler, ShardInvoker};
 use refold::replay::memory::MemoryTopic;
 use refold::replay::store::MemoryReplayStore;
 use refold::replay::{ReplayService, ReplayStore, WorkerLimits};
@@ -141,6 +141,17 @@ pub fn dead_letters(dir: &Path) -> DeadLettersFor {
 }
 
 pub fn fixture(dir: &Path, topic: MemoryTopic, limits: WorkerLimits, budget: Duration) -> Fixture {
+    fixture_with(dir, topic, limits, budget, |w| w)
+}
+
+/// A fixture whose invocations run through `wrap(worker)` (a handler that injects faults).
+pub fn fixture_with(
+    dir: &Path,
+    topic: MemoryTopic,
+    limits: WorkerLimits,
+    budget: Duration,
+    wrap: impl FnOnce(Arc<ReplayWorker>) -> Arc<dyn ShardHandler>,
+) -> Fixture {
     let cp = pipeline();
     let catalog = CatalogConfig::embedded(&dir.join("warehouse")).unwrap();
     let store = Arc::new(MemoryReplayStore::default());
@@ -154,7 +165,7 @@ pub fn fixture(dir: &Path, topic: MemoryTopic, limits: WorkerLimits, budget: Dur
         )
         .with_limits(limits),
     );
-    let invoker = InProcessInvoker::new(worker.clone(), store.clone(), budget);
+    let invoker = InProcessInvoker::new(wrap(worker.clone()), store.clone(), budget);
     let service = ReplayService::new(
         cp,
         catalog.clone(),
