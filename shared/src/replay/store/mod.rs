@@ -5,9 +5,9 @@
 //!
 //! A replay is *running* until it is cancelled, failed, promoted, or every shard is done.
 //! [`ReplayStore::create`] refuses a plan whose target table a running replay of the same
-//! pipeline holds ([`super::ReplayConflict`], 409). The check and the write are two steps:
-//! two creates racing for the same explicit target can both pass; the target table's owner
-//! (`refold.owner`, one topic/group per table) still keeps a second group out.
+//! pipeline holds ([`super::ReplayConflict`], 409). Object stores have no transaction over
+//! a listing, so the object adapter checks, writes, and checks again: a create that then
+//! sees a rival withdraws its plan (at most one of two racing creates goes on).
 //!
 //! Adapters: [`object::ObjectReplayStore`] (iceberg's FileIO: local folders, S3; listing
 //! through opendal as the orphan sweep does) and [`memory::MemoryReplayStore`].
