@@ -1,9 +1,9 @@
 //! The batch engine (`refold::engine::BatchProcessor`) at the edges of exactly once: dead
 //! letters written before the commit (a store error or a crash in between loses nothing and
-//! doubles nothing), and `on_error: fail` refusing a batch that starts past the committed
-//! offset. Expectations are written by hand.
+//! doubles nothing), `on_error: fail` refusing a batch that starts past the committed
+//! offset, and a repartitioned topic refused. Expectations are written by hand.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +21,11 @@ use serde_json::json;
 const TOPIC: &str = "domain.orders.events";
 
 fn pipeline(policy: &str) -> CompiledPipeline {
+    pipeline_with(policy, "")
+}
+
+/// The test pipeline, `source_extra` (indented YAML lines) added to its source.
+fn pipeline_with(policy: &str, source_extra: &str) -> CompiledPipeline {
     let yaml = format!(
         r#"
 metadata:
@@ -33,6 +38,7 @@ sources:
     consumer_group: engine-test
     format: json
     event_types: [OrderPlaced, OrderConfirmed]
+{source_extra}
 transformations:
   - name: build_order_state
     type: event_fold
@@ -226,4 +232,61 @@ async fn fail_policy_refuses_a_batch_that_starts_past_the_committed_offset() {
         "nothing jumped the gap"
     );
     assert!(local.read_all().await.unwrap().is_empty());
+}
+
+/// The topic had 2 partitions when the table was built; a record from partition 2 means it
+/// grew (keys moved): the whole batch is refused before anything is written, and a
+/// pipeline that now declares 3 does not open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repartitioned_topic_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalDeadLetters::new(dir.path().join("dead-letters"));
+    let catalog = CatalogConfig::embedded(dir.path()).unwrap();
+    let two = || pipeline_with("dead_letter", "    partitions: 2");
+    let p = BatchProcessor::open(two(), catalog.clone(), Arc::new(local.clone()))
+        .await
+        .unwrap();
+    let props = p.table().properties().await.unwrap();
+    assert_eq!(
+        props.get("refold.source-partitions").map(String::as_str),
+        Some("2")
+    );
+    p.process(batch(), vec![]).await.unwrap();
+    let before = p.table().committed_offsets().await.unwrap();
+
+    let mut moved = event(0, "OrderPlaced", "o9");
+    moved.partition = 2;
+    let mixed = vec![event(5, "OrderPlaced", "o3"), moved];
+    let err = p.process(mixed, vec![]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("partition 2 of topic domain.orders.events, which had 2 partitions")
+            && msg.contains("replay"),
+        "{msg}"
+    );
+    assert_eq!(
+        p.table().committed_offsets().await.unwrap(),
+        before,
+        "nothing written"
+    );
+    assert_eq!(rows(&p).await, want_rows());
+
+    // The same table under a pipeline that declares 3: refused at open, naming both counts.
+    let three = pipeline_with("dead_letter", "    partitions: 3");
+    let err = match BatchProcessor::open(three, catalog.clone(), Arc::new(local.clone())).await {
+        Ok(_) => panic!("opened a table built for 2 partitions with a pipeline declaring 3"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("2 partitions") && err.contains("declares 3"),
+        "{err}"
+    );
+    // No declaration: the recorded count still holds.
+    let p = BatchProcessor::open(pipeline("dead_letter"), catalog, Arc::new(local))
+        .await
+        .unwrap();
+    let mut moved = event(0, "OrderPlaced", "o9");
+    moved.partition = 5;
+    assert!(p.process(vec![moved], vec![]).await.is_err());
 }

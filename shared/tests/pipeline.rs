@@ -420,7 +420,7 @@ fn missing_sections_and_empty_values_are_errors() {
 fn unknown_keys_are_warnings_with_a_typo_hint() {
     let text = seed_with(
         "    topic: domain.orders.events\n",
-        "    topic: domain.orders.events\n    partitons: 6\n",
+        "    topic: domain.orders.events\n    replication: 3\n",
     );
     let text = edit(&text, "  owner: domain-team", "  ownr: domain-team");
     let loaded = parse_text(&text);
@@ -434,9 +434,9 @@ fn unknown_keys_are_warnings_with_a_typo_hint() {
     );
     assert_warning(
         &loaded,
-        "sources.order_events.partitons",
+        "sources.order_events.replication",
         12,
-        "unknown key `partitons` is ignored (known: type,",
+        "unknown key `replication` is ignored (known: type,",
     );
 }
 
@@ -534,6 +534,39 @@ fn start_offset_is_earliest_latest_or_a_non_negative_offset() {
                 "bad start_offset `{bad}`: expected earliest, latest or a non-negative offset"
             ),
         );
+    }
+}
+
+#[test]
+fn partitions_is_a_count_of_at_most_100000() {
+    let read = |value: &str| {
+        parse_text(&seed_with(
+            "start_offset: earliest",
+            &format!("start_offset: earliest\n    partitions: {value}"),
+        ))
+    };
+    let count = |value: &str| {
+        read(value)
+            .pipeline
+            .map(|p| p.sources["order_events"].partitions)
+    };
+    assert_eq!(count("12"), Some(Some(12)));
+    assert_eq!(
+        parse_text(&seed())
+            .pipeline
+            .map(|p| p.sources["order_events"].partitions),
+        Some(None),
+        "the seed declares none"
+    );
+    assert_error(
+        &read("100001"),
+        "sources.order_events.partitions",
+        15,
+        "100001 partitions: at most 100000",
+    );
+    for bad in ["0", "-1", "three"] {
+        assert!(read(bad).pipeline.is_none(), "partitions: {bad} loaded");
+        find(&read(bad), "sources.order_events.partitions", "");
     }
 }
 

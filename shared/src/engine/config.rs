@@ -62,11 +62,24 @@ pub fn table_config(cp: &CompiledPipeline, catalog: CatalogConfig) -> Result<Tab
         columns,
         topic: source.topic.clone(),
         consumer_group: source.consumer_group.clone(),
-        properties: BTreeMap::from([(
-            KEYING_PROPERTY.to_owned(),
-            cp.key_check.property(&cp.key_field),
-        )]),
+        properties: creation_properties(cp, source.partitions),
     })
+}
+
+/// What the engine records on a state table it creates: the keying rule and, when the
+/// pipeline declares it, the source's partition count.
+fn creation_properties(cp: &CompiledPipeline, partitions: Option<u32>) -> BTreeMap<String, String> {
+    let mut props = BTreeMap::from([(
+        KEYING_PROPERTY.to_owned(),
+        cp.key_check.property(&cp.key_field),
+    )]);
+    if let Some(n) = partitions {
+        props.insert(
+            super::partitions::SOURCE_PARTITIONS_PROPERTY.to_owned(),
+            n.to_string(),
+        );
+    }
+    props
 }
 
 /// The event archive a pipeline appends to (None: `archive: false`), in `catalog`.

@@ -23,6 +23,7 @@ use crate::record::SourceRecord;
 use crate::table::{CatalogConfig, FoldedBatch, StateTable};
 
 pub mod config;
+pub mod partitions;
 
 pub use config::{archive_config, table_config};
 
@@ -84,6 +85,8 @@ pub struct BatchProcessor {
     /// The source's event archive; None for `archive: false` and for replays (which
     /// read history rather than record it).
     archive: Option<Archive>,
+    /// The source topic's partition count to hold batches to (see [`partitions`]).
+    source_partitions: Option<u32>,
 }
 
 impl BatchProcessor {
@@ -97,7 +100,16 @@ impl BatchProcessor {
             table,
             dead_letters,
             archive: None,
+            source_partitions: None,
         }
+        .declaring_partitions()
+    }
+
+    /// Holds batches to the partition count the pipeline declares.
+    fn declaring_partitions(mut self) -> Self {
+        let t = self.cp.pipeline.transformation();
+        self.source_partitions = self.cp.pipeline.source_of(t).partitions;
+        self
     }
 
     /// Opens (or creates) the pipeline's state table and event archive in `catalog`.
@@ -113,6 +125,11 @@ impl BatchProcessor {
         let table = StateTable::open_or_create(table_config(&cp, catalog)?).await?;
         let mut p = Self::new(cp, table, dead_letters);
         p.archive = archive;
+        p.source_partitions = partitions::effective(
+            &p.table.config().table.to_string(),
+            p.source_partitions,
+            &p.table.properties().await?,
+        )?;
         Ok(p)
     }
 
@@ -157,6 +174,14 @@ impl BatchProcessor {
         undecodable: Vec<DeadLetter>,
     ) -> Result<BatchReport> {
         check_batch_size(records.len() + undecodable.len())?;
+        partitions::check(
+            &self.table.config().topic,
+            self.source_partitions,
+            records
+                .iter()
+                .map(|r| r.partition)
+                .chain(undecodable.iter().map(|d| d.partition)),
+        )?;
         let mut parts: BTreeMap<i32, (Vec<SourceRecord>, Vec<DeadLetter>)> = BTreeMap::new();
         for r in records {
             parts.entry(r.partition).or_default().0.push(r);

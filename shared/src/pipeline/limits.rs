@@ -13,6 +13,8 @@ pub const MAX_FOLD_SOURCE_BYTES: usize = 256 * 1024;
 pub const MAX_TOPIC_CHARS: usize = 249;
 /// Bytes of a consumer group id, a key field, a table namespace level or name.
 pub const MAX_NAME_BYTES: usize = 255;
+/// Partitions a source topic may declare (`sources.<name>.partitions`).
+pub const MAX_SOURCE_PARTITIONS: u32 = 100_000;
 
 /// Kafka's rule for topic names: `[a-zA-Z0-9._-]`, at most [`MAX_TOPIC_CHARS`], not `.`/`..`.
 fn topic_problem(topic: &str) -> Option<String> {

@@ -67,6 +67,10 @@ pub struct Source {
     pub event_types: Vec<String>,
     /// The event archive of this source (`archive:`): on unless `archive: false`.
     pub archive: SourceArchive,
+    /// The topic's partition count (`partitions:`), recorded in the state table when it is
+    /// created; a record from a partition at or past it is refused (the topic grew, so keys
+    /// may have moved between partitions). None: no check.
+    pub partitions: Option<u32>,
 }
 
 /// `sources.<name>.archive`: `false`, `true`, or `{enabled: bool, table: ns.name}`.

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use marked_yaml::Node;
 
 use super::duration::parse_duration_ms;
+use super::limits::MAX_SOURCE_PARTITIONS;
 use super::yaml::{Field, Reader, Shape, closest, entries, index, items, join};
 use super::{
     BOOKKEEPING_COLUMNS, Column, ColumnType, CompactionPolicy, Engine, ErrorPolicy, FoldLimits,
@@ -164,6 +165,7 @@ fn read_source(r: &mut Reader<'_>, path: &str, name: &str, f: Field<'_>) -> Sour
             "start_offset",
             "event_types",
             "archive",
+            "partitions",
         ],
         required: &["type", "connection", "topic", "consumer_group"],
     };
@@ -177,6 +179,7 @@ fn read_source(r: &mut Reader<'_>, path: &str, name: &str, f: Field<'_>) -> Sour
         start_offset: StartOffset::default(),
         event_types: Vec::new(),
         archive: SourceArchive::default(),
+        partitions: None,
     };
     let Some(map) = r.mapping(path, f) else {
         return source;
@@ -202,6 +205,18 @@ fn read_source(r: &mut Reader<'_>, path: &str, name: &str, f: Field<'_>) -> Sour
     source.consumer_group = r
         .required_string(&join(path, "consumer_group"), fields.get("consumer_group"))
         .unwrap_or_default();
+    read_source_options(r, path, &fields, &mut source);
+    source
+}
+
+/// The optional keys of a source: `format`, `start_offset`, `archive`, `partitions`,
+/// `event_types`.
+fn read_source_options(
+    r: &mut Reader<'_>,
+    path: &str,
+    fields: &super::yaml::Fields<'_>,
+    source: &mut Source,
+) {
     if let Some(format) = fields.get("format").filter(|f| !f.is_null()) {
         source.format = choice(
             r,
@@ -219,6 +234,18 @@ fn read_source(r: &mut Reader<'_>, path: &str, name: &str, f: Field<'_>) -> Sour
     if let Some(archive) = fields.get("archive").filter(|a| !a.is_null()) {
         source.archive = read_archive(r, &join(path, "archive"), archive);
     }
+    if let Some(n) = fields.get("partitions").filter(|n| !n.is_null()) {
+        let at = join(path, "partitions");
+        source.partitions = positive_u32(r, &at, n);
+        if let Some(count) = source.partitions.filter(|&c| c > MAX_SOURCE_PARTITIONS) {
+            r.error(
+                &at,
+                n.pos(),
+                format!("{count} partitions: at most {MAX_SOURCE_PARTITIONS}"),
+            );
+            source.partitions = None;
+        }
+    }
     if let Some(types) = fields.get("event_types") {
         let types_path = join(path, "event_types");
         source.event_types = r.string_list(&types_path, types);
@@ -231,7 +258,6 @@ fn read_source(r: &mut Reader<'_>, path: &str, name: &str, f: Field<'_>) -> Sour
             }
         }
     }
-    source
 }
 
 /// `archive: false | true | {enabled: bool, table: ns.name}`.
