@@ -249,13 +249,14 @@ fn fold_live(pipeline: &Path, warehouse: &Path, brokers: &str, topic: &str) {
         let live = refold::engine::BatchProcessor::open(cp, catalog, dl)
             .await
             .unwrap();
-        let offsets = refold_kafka::replay::KafkaOffsets::new(brokers);
+        let offsets = refold_kafka::replay::KafkaOffsets::from_env(brokers).unwrap();
         let mut todo = std::collections::BTreeMap::new();
         for p in offsets.partitions(topic).await.unwrap() {
             let w = offsets.watermarks(topic, p).await.unwrap();
             todo.insert(p, (w.low, w.high));
         }
-        let mut reader = refold_kafka::replay::KafkaRanges::new(brokers)
+        let mut reader = refold_kafka::replay::KafkaRanges::from_env(brokers)
+            .unwrap()
             .open(topic)
             .unwrap();
         while !todo.is_empty() {

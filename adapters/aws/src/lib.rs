@@ -7,6 +7,9 @@
 //! - `invoke` (feature `lambda`): [`invoke::LambdaShardInvoker`], replay shards as
 //!   asynchronous invokes of the replay-worker function.
 //!
+//! - `kafka_secret` (feature `secrets`): the rdkafka clients' credentials from Secrets
+//!   Manager (`REFOLD_KAFKA_SECRET_ARN`), read at cold start.
+//!
 //! Functions take `default-features = false, features = ["glue"]`: the Glue client, not the
 //! S3 SDK (they reach S3 through iceberg's `FileIO`, one S3 stack per function).
 
@@ -16,6 +19,8 @@ mod catalog;
 pub mod glue;
 #[cfg(feature = "lambda")]
 pub mod invoke;
+#[cfg(feature = "secrets")]
+pub mod kafka_secret;
 #[cfg(feature = "s3")]
 mod s3;
 

@@ -20,10 +20,15 @@
 //! line nor an error that formats a connection can carry one. librdkafka redacts its own
 //! sensitive properties (`sasl.password`, `ssl.key.pem`, ...) in its logs.
 //!
+//! In the functions the credentials can also come from a secret read at run time
+//! ([`KafkaConnection::from_env_and_secret`]; `refold_aws::kafka_secret` reads
+//! `REFOLD_KAFKA_SECRET_ARN` from Secrets Manager): mTLS keys do not fit in Lambda's 4 KB of
+//! environment.
+//!
 //! Not done: MSK IAM (SASL/OAUTHBEARER with a SigV4-signed token refreshed from the AWS
-//! credentials chain, through an rdkafka client context), and reading the credentials from
-//! Secrets Manager (`REFOLD_KAFKA_SECRET_ARN`); today they come from the environment.
+//! credentials chain, through an rdkafka client context).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -142,6 +147,18 @@ impl KafkaConnection {
     pub fn from_env(brokers: &str) -> Result<Self> {
         Self::from_vars(brokers, &|k| {
             std::env::var(k).ok().filter(|v| !v.is_empty())
+        })
+    }
+
+    /// As [`KafkaConnection::from_env`], with the variables `secret` supplies (read from a
+    /// secret store at run time, e.g. `refold_aws::kafka_secret`) taking precedence.
+    pub fn from_env_and_secret(brokers: &str, secret: &BTreeMap<String, String>) -> Result<Self> {
+        Self::from_vars(brokers, &|k| {
+            secret
+                .get(k)
+                .cloned()
+                .or_else(|| std::env::var(k).ok())
+                .filter(|v| !v.is_empty())
         })
     }
 

@@ -116,12 +116,6 @@ fn span(topic: &str, partition: i32, asked: i64, low: i64, high: i64) -> Result<
     }))
 }
 
-/// A consumer of the brokers at `brokers`, authenticated as the environment says
-/// ([`KafkaConnection::from_env`]).
-pub(crate) fn consumer(brokers: &str, group: &str) -> Result<BaseConsumer> {
-    consumer_with(&KafkaConnection::from_env(brokers)?, group)
-}
-
 /// A consumer on `conn` (never commits, never jumps to another offset).
 pub(crate) fn consumer_with(conn: &KafkaConnection, group: &str) -> Result<BaseConsumer> {
     conn.client_config()

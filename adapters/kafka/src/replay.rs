@@ -19,8 +19,9 @@ use refold::record::SourceRecord;
 use refold::replay::resolve::{OffsetResolver, Watermarks};
 use refold::replay::source::{RangeReader, RangeSource, Ranges};
 
+use crate::KafkaConnection;
 use crate::kafka_err;
-use crate::reader::{BeyondRetention, beyond_retention_error, consumer, source_record};
+use crate::reader::{BeyondRetention, beyond_retention_error, consumer_with, source_record};
 
 /// How long a metadata, watermark or offset lookup may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,8 +30,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How long one batch read may take before it fails.
 pub const DEFAULT_BATCH_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn client(brokers: &str, purpose: &str) -> Result<BaseConsumer> {
-    consumer(brokers, &format!("refold-{purpose}-{}", std::process::id()))
+fn client(conn: &KafkaConnection, purpose: &str) -> Result<BaseConsumer> {
+    consumer_with(conn, &format!("refold-{purpose}-{}", std::process::id()))
 }
 
 fn watermarks(c: &BaseConsumer, topic: &str, p: i32) -> Result<Watermarks> {
@@ -43,19 +44,23 @@ fn watermarks(c: &BaseConsumer, topic: &str, p: i32) -> Result<Watermarks> {
 }
 
 /// Offsets and times of a topic on a broker.
+#[derive(Clone)]
 pub struct KafkaOffsets {
-    brokers: String,
+    conn: KafkaConnection,
 }
 
 impl KafkaOffsets {
-    pub fn new(brokers: &str) -> Self {
-        Self {
-            brokers: brokers.to_owned(),
-        }
+    pub fn new(conn: KafkaConnection) -> Self {
+        Self { conn }
+    }
+
+    /// On `brokers`, authenticated as the environment says ([`KafkaConnection::from_env`]).
+    pub fn from_env(brokers: &str) -> Result<Self> {
+        Ok(Self::new(KafkaConnection::from_env(brokers)?))
     }
 
     fn partitions_blocking(&self, topic: &str) -> Result<Vec<i32>> {
-        let c = client(&self.brokers, "offsets")?;
+        let c = client(&self.conn, "offsets")?;
         let md = c
             .fetch_metadata(Some(topic), LOOKUP_TIMEOUT)
             .map_err(kafka_err(format!("metadata of topic {topic}")))?;
@@ -76,7 +81,7 @@ impl KafkaOffsets {
     }
 
     fn offset_for_time_blocking(&self, topic: &str, p: i32, time_ms: i64) -> Result<Option<i64>> {
-        let c = client(&self.brokers, "offsets")?;
+        let c = client(&self.conn, "offsets")?;
         let w = watermarks(&c, topic, p)?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, p, Offset::Offset(time_ms))
@@ -138,13 +143,13 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 #[async_trait]
 impl OffsetResolver for KafkaOffsets {
     async fn partitions(&self, topic: &str) -> Result<Vec<i32>> {
-        let (me, topic) = (Self::new(&self.brokers), topic.to_owned());
+        let (me, topic) = (self.clone(), topic.to_owned());
         blocking(move || me.partitions_blocking(&topic)).await
     }
 
     async fn watermarks(&self, topic: &str, partition: i32) -> Result<Watermarks> {
-        let (brokers, topic) = (self.brokers.clone(), topic.to_owned());
-        blocking(move || watermarks(&client(&brokers, "offsets")?, &topic, partition)).await
+        let (conn, topic) = (self.conn.clone(), topic.to_owned());
+        blocking(move || watermarks(&client(&conn, "offsets")?, &topic, partition)).await
     }
 
     async fn offset_for_time(
@@ -153,23 +158,28 @@ impl OffsetResolver for KafkaOffsets {
         partition: i32,
         time_ms: i64,
     ) -> Result<Option<i64>> {
-        let (me, topic) = (Self::new(&self.brokers), topic.to_owned());
+        let (me, topic) = (self.clone(), topic.to_owned());
         blocking(move || me.offset_for_time_blocking(&topic, partition, time_ms)).await
     }
 }
 
 /// Reads offset ranges from a broker (one consumer per reader, no group commits).
 pub struct KafkaRanges {
-    brokers: String,
+    conn: KafkaConnection,
     batch_timeout: Duration,
 }
 
 impl KafkaRanges {
-    pub fn new(brokers: &str) -> Self {
+    pub fn new(conn: KafkaConnection) -> Self {
         Self {
-            brokers: brokers.to_owned(),
+            conn,
             batch_timeout: DEFAULT_BATCH_TIMEOUT,
         }
+    }
+
+    /// On `brokers`, authenticated as the environment says ([`KafkaConnection::from_env`]).
+    pub fn from_env(brokers: &str) -> Result<Self> {
+        Ok(Self::new(KafkaConnection::from_env(brokers)?))
     }
 
     #[must_use]
@@ -182,7 +192,7 @@ impl KafkaRanges {
 impl RangeSource for KafkaRanges {
     fn open(&self, topic: &str) -> Result<Box<dyn RangeReader>> {
         Ok(Box::new(KafkaRangeReader {
-            consumer: client(&self.brokers, "replay")?,
+            consumer: client(&self.conn, "replay")?,
             topic: topic.to_owned(),
             assigned: BTreeMap::new(),
             batch_timeout: self.batch_timeout,

@@ -34,8 +34,8 @@ impl Events {
     pub fn ports(&self, cp: &CompiledPipeline) -> anyhow::Result<Ports> {
         match self {
             Events::Brokers(b) => Ok((
-                Arc::new(KafkaOffsets::new(b)),
-                Arc::new(KafkaRanges::new(b)),
+                Arc::new(KafkaOffsets::from_env(b)?),
+                Arc::new(KafkaRanges::from_env(b)?),
             )),
             Events::File(path) => {
                 let topic = load(path, cp)?;

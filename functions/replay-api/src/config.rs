@@ -5,6 +5,7 @@
 //! | `REFOLD_PIPELINE` / `REFOLD_PIPELINE_INLINE` | the pipeline (its source's `connection` names the brokers) |
 //! | `REFOLD_CATALOG`, `REFOLD_WAREHOUSE`, ... | the catalog (`refold_aws::catalog_from_env`: `sql` or `glue`) |
 //! | `REFOLD_REPLAY_WORKER_FUNCTION` | the replay-worker function (name or ARN) the shards are invoked on |
+//! | `REFOLD_KAFKA_*`, `REFOLD_KAFKA_SECRET_ARN` | the Kafka clients' credentials (`refold_kafka::connection`, `refold_aws::kafka_secret`) |
 //!
 //! Replays are stored in the warehouse (`_refold/replays/...`), next to the tables.
 
@@ -45,7 +46,9 @@ pub async fn api_from_env() -> Result<Api> {
     let store = Arc::new(refold_aws::replay_store_from_env(&catalog)?);
     let p = &cp.pipeline;
     let brokers = p.source_of(p.transformation()).connection.clone();
-    let resolver = Arc::new(KafkaOffsets::new(&brokers));
+    let secret = refold_aws::kafka_secret::from_env().await?;
+    let conn = refold_kafka::KafkaConnection::from_env_and_secret(&brokers, &secret)?;
+    let resolver = Arc::new(KafkaOffsets::new(conn));
     let invoker = Arc::new(LambdaShardInvoker::from_env(worker_function_from_env()?).await);
     Ok(Api {
         service: ReplayService::new(cp, catalog, store, resolver, invoker.clone()),

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `REFOLD_PIPELINE` / `REFOLD_PIPELINE_INLINE` | the pipeline (its source's `connection` names the brokers) |
 //! | `REFOLD_CATALOG`, `REFOLD_WAREHOUSE`, ... | the catalog (`refold_aws::catalog_from_env`) |
+//! | `REFOLD_KAFKA_*`, `REFOLD_KAFKA_SECRET_ARN` | the Kafka clients' credentials (`refold_kafka::connection`, `refold_aws::kafka_secret`) |
 //! | `REFOLD_DEAD_LETTER` | where dead letters go; a replay's go under `replay-<id>/` there |
 //! | `AWS_LAMBDA_FUNCTION_NAME` | this function (set by Lambda): a shard continues by invoking it |
 //! | `REFOLD_REPLAY_BATCH_RECORDS` | records read and folded per batch (default 10,000) |
@@ -91,7 +92,9 @@ pub async fn worker_from_env() -> Result<Worker> {
     let store = Arc::new(refold_aws::replay_store_from_env(&catalog)?);
     let p = &cp.pipeline;
     let brokers = p.source_of(p.transformation()).connection.clone();
-    let source = Arc::new(KafkaRanges::new(&brokers));
+    let secret = refold_aws::kafka_secret::from_env().await?;
+    let conn = refold_kafka::KafkaConnection::from_env_and_secret(&brokers, &secret)?;
+    let source = Arc::new(KafkaRanges::new(conn));
     let function = env("AWS_LAMBDA_FUNCTION_NAME")
         .ok_or_else(|| Error::new(ErrorKind::Config, "AWS_LAMBDA_FUNCTION_NAME is not set"))?;
     let limits = limits_from_env()?;
