@@ -1,7 +1,8 @@
 //! `refold replay`, `refold replays`: the binary end to end, from a JSONL file (in-process
 //! topic) and from a real broker (tansu, `REFOLD_KAFKA_BROKERS` from `scripts/stack.sh up DIR
 //! kafka`), parallel 1 and 4 and a time cut, each target table compared with the CPython
-//! oracle (`tests/py/seed_fold.py`) over the same lines.
+//! oracle (`tests/py/seed_fold.py`) over the same lines; and a worker killed mid-commit on
+//! the real broker, re-run.
 //!
 //! The stream is `events/orders.jsonl`'s valid lines sorted by time (stable), so that a cut
 //! by offset (what the plan does with `to_timestamp`) and a time filter over the file agree.
@@ -282,13 +283,7 @@ fn fold_live(pipeline: &Path, warehouse: &Path, brokers: &str, topic: &str) {
 
 #[test]
 fn a_replay_from_earliest_after_tansu_retention_reads_the_archive() {
-    let brokers = match std::env::var("REFOLD_KAFKA_BROKERS") {
-        Ok(b) if !b.is_empty() => b,
-        _ => panic!(
-            "REFOLD_KAFKA_BROKERS is not set: start a broker with `scripts/stack.sh up DIR kafka` \
-             and export the variables of DIR/stack.env (this test needs a real broker)"
-        ),
-    };
+    let brokers = brokers();
     let dir = tempfile::tempdir().unwrap();
     let wh = dir.path().join("warehouse");
     let topic = format!("retention-{}", uuid_like());
@@ -361,5 +356,131 @@ fn a_replay_from_earliest_after_tansu_retention_reads_the_archive() {
         &table_rows(&pipeline, &wh, "deep"),
         &oracle_of(dir.path(), &pipeline, &all, "all"),
         "replay from earliest beyond tansu's retention",
+    );
+}
+
+/// The broker of the stack (`REFOLD_KAFKA_BROKERS`); a failure when none runs.
+fn brokers() -> String {
+    match std::env::var("REFOLD_KAFKA_BROKERS") {
+        Ok(b) if !b.is_empty() => b,
+        _ => panic!(
+            "REFOLD_KAFKA_BROKERS is not set: start a broker with `scripts/stack.sh up DIR kafka` \
+             and export the variables of DIR/stack.env (this test needs a real broker)"
+        ),
+    }
+}
+
+/// A worker dies on tansu at the worst point of a shard: after its batch's files are
+/// written, before the commit (the table's crash hook forces it there). A new container
+/// re-runs the shard; the target equals the CPython fold of every record: nothing lost,
+/// nothing twice.
+#[test]
+fn a_worker_killed_mid_commit_on_tansu_lands_every_record_once() {
+    use std::sync::Arc;
+
+    use refold::replay::invoker::NoInvoker;
+    use refold::replay::store::MemoryReplayStore;
+    use refold::replay::{ReplayService, ShardOutcome, WorkerLimits, run_shard, target};
+
+    let brokers = brokers();
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("warehouse");
+    let topic = format!("killed-{}", uuid_like());
+    let pipeline = pipeline_with_topic(dir.path(), &topic);
+    let lines = sorted_lines();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        refold_kafka::create_topic(&brokers, &topic, 2)
+            .await
+            .unwrap();
+        let producer = refold_kafka::Producer::new(&brokers).unwrap();
+        let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+        let key = |l: &[u8]| {
+            Envelope::decode(l)
+                .ok()
+                .and_then(|e| e.key("order_id").ok().map(|k| k.into_owned()))
+        };
+        let rep = producer.produce_lines(&topic, &refs, key).await.unwrap();
+        assert_eq!(rep.produced, lines.len());
+
+        let text = std::fs::read_to_string(&pipeline).unwrap();
+        let env = |k: &str| (k == "KAFKA_CONNECTION").then(|| brokers.clone());
+        let loaded = refold::pipeline::parse(&text, "p.yaml", &env);
+        let cp = refold::batch::CompiledPipeline::compile(loaded.into_pipeline().unwrap()).unwrap();
+        let catalog = CatalogConfig::embedded(&wh).unwrap();
+        let store = Arc::new(MemoryReplayStore::default());
+        let offsets = refold_kafka::replay::KafkaOffsets::from_env(&brokers).unwrap();
+        let service = ReplayService::new(
+            target::recompiled(&cp).unwrap(),
+            catalog.clone(),
+            store.clone(),
+            Arc::new(offsets),
+            Arc::new(NoInvoker),
+        );
+        // The group `table_rows` reads the target under (the CLI's default).
+        let body = serde_json::json!({"from_offset": "earliest",
+            "target_consumer_group": "order-events-pipeline-replay",
+            "parallel_consumers": 1, "target": "killed"});
+        let plan = service
+            .plan("order-events-pipeline", body.to_string().as_bytes())
+            .await
+            .unwrap();
+        let ranges = refold_kafka::replay::KafkaRanges::from_env(&brokers).unwrap();
+        let dl = Arc::new(refold::dead_letter::LocalDeadLetters::new(wh.join("dl")));
+        let open = || {
+            target::open_engine(
+                target::recompiled(&cp).unwrap(),
+                catalog.clone(),
+                &plan,
+                dl.clone(),
+            )
+        };
+        let far = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+        let limits = |batches| WorkerLimits {
+            max_batch_records: 500,
+            max_batches_per_invocation: batches,
+            ..WorkerLimits::default()
+        };
+
+        let engine = open().await.unwrap();
+        let r = run_shard(&plan, 0, &engine, &ranges, store.as_ref(), &limits(2), far)
+            .await
+            .unwrap();
+        assert_eq!((r.outcome, r.batches), (ShardOutcome::Continue, 2));
+        engine
+            .table()
+            .inject_fault(refold::table::FaultPoint::AfterFilesWritten);
+        let died = run_shard(
+            &plan,
+            0,
+            &engine,
+            &ranges,
+            store.as_ref(),
+            &limits(100),
+            far,
+        )
+        .await;
+        assert!(died.is_err(), "the forced crash did not happen: {died:?}");
+        drop(engine);
+
+        let engine = open().await.unwrap();
+        let r = run_shard(
+            &plan,
+            0,
+            &engine,
+            &ranges,
+            store.as_ref(),
+            &limits(1_000),
+            far,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.outcome, ShardOutcome::Done, "{r:?}");
+    });
+    let all: Vec<&String> = lines.iter().collect();
+    oracle::assert_rows_eq(
+        &table_rows(&pipeline, &wh, "killed"),
+        &oracle_of(dir.path(), &pipeline, &all, "killed"),
+        "a worker killed mid-commit, re-run",
     );
 }

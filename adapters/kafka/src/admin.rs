@@ -3,20 +3,20 @@
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 
 use refold::error::{Error, ErrorKind, Result};
 
 use crate::connection::KafkaConnection;
+use crate::context::KafkaContext;
 use crate::kafka_err;
 
 /// How long the broker may take to carry out an admin operation.
 const ADMIN_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn admin(conn: &KafkaConnection) -> Result<AdminClient<DefaultClientContext>> {
+fn admin(conn: &KafkaConnection) -> Result<AdminClient<KafkaContext>> {
     conn.client_config()
-        .create()
+        .create_with_context(conn.context())
         .map_err(kafka_err(format!("kafka admin for {conn}")))
 }
 

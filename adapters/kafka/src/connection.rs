@@ -8,7 +8,8 @@
 //!
 //! | variable | meaning |
 //! |---|---|
-//! | `REFOLD_KAFKA_AUTH` | `none` (default: PLAINTEXT), `scram-sha-512`, `scram-sha-256`, `mtls`; `msk-iam` is refused (not supported yet) |
+//! | `REFOLD_KAFKA_AUTH` | `none` (default: PLAINTEXT), `scram-sha-512`, `scram-sha-256`, `mtls`, `msk-iam` |
+//! | `REFOLD_KAFKA_REGION` | MSK IAM: the cluster's region (default: `AWS_REGION`) |
 //! | `REFOLD_KAFKA_USERNAME`, `REFOLD_KAFKA_PASSWORD` | SASL/SCRAM credentials |
 //! | `REFOLD_KAFKA_CLIENT_CERT_PEM`, `REFOLD_KAFKA_CLIENT_KEY_PEM` | mTLS: the client certificate (chain) and its private key, PEM text |
 //! | `REFOLD_KAFKA_CLIENT_KEY_PASSWORD` | mTLS: the private key's passphrase, if it has one |
@@ -25,14 +26,18 @@
 //! `REFOLD_KAFKA_SECRET_ARN` from Secrets Manager): mTLS keys do not fit in Lambda's 4 KB of
 //! environment.
 //!
-//! Not done: MSK IAM (SASL/OAUTHBEARER with a SigV4-signed token refreshed from the AWS
-//! credentials chain, through an rdkafka client context).
+//! MSK IAM is SASL/OAUTHBEARER with a token signed from the AWS credentials chain: every
+//! client is created with [`KafkaConnection::context`], which signs the token when librdkafka
+//! asks (`crate::context`).
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use refold::error::{Error, ErrorKind, Result};
+
+use crate::context::{KafkaContext, MskIamSigner};
 
 /// Characters of a credential refold accepts (SCRAM passwords, PEM keys are far shorter).
 pub const MAX_SECRET_BYTES: usize = 64 * 1024;
@@ -97,6 +102,8 @@ pub enum KafkaAuth {
         key_pem: Secret,
         key_password: Option<Secret>,
     },
+    /// MSK IAM: SASL/OAUTHBEARER, the token a SigV4-presigned URL for `region`.
+    MskIam { region: String },
 }
 
 /// The brokers and how to reach them.
@@ -192,19 +199,23 @@ impl KafkaConnection {
                     .map(|p| checked_secret("REFOLD_KAFKA_CLIENT_KEY_PASSWORD", p))
                     .transpose()?,
             },
-            "msk-iam" => {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    "REFOLD_KAFKA_AUTH=msk-iam is not supported yet (SASL/OAUTHBEARER with an \
-                     AWS-signed token); use scram-sha-512 or mtls",
-                ));
-            }
+            "msk-iam" => KafkaAuth::MskIam {
+                region: var("REFOLD_KAFKA_REGION")
+                    .or_else(|| var("AWS_REGION"))
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::Config,
+                            "REFOLD_KAFKA_AUTH=msk-iam needs the cluster's region \
+                             (REFOLD_KAFKA_REGION or AWS_REGION)",
+                        )
+                    })?,
+            },
             other => {
                 return Err(Error::new(
                     ErrorKind::Config,
                     format!(
                         "REFOLD_KAFKA_AUTH=`{other}`: expected none, scram-sha-512, \
-                         scram-sha-256 or mtls"
+                         scram-sha-256, mtls or msk-iam"
                     ),
                 ));
             }
@@ -238,8 +249,8 @@ impl KafkaConnection {
     /// `security.protocol` of this connection.
     pub fn security_protocol(&self) -> &'static str {
         match (&self.auth, self.tls) {
-            (KafkaAuth::Scram { .. }, true) => "SASL_SSL",
-            (KafkaAuth::Scram { .. }, false) => "SASL_PLAINTEXT",
+            (KafkaAuth::Scram { .. } | KafkaAuth::MskIam { .. }, true) => "SASL_SSL",
+            (KafkaAuth::Scram { .. } | KafkaAuth::MskIam { .. }, false) => "SASL_PLAINTEXT",
             (_, true) => "SSL",
             (_, false) => "PLAINTEXT",
         }
@@ -273,6 +284,9 @@ impl KafkaConnection {
                     c.set("ssl.key.password", p.expose());
                 }
             }
+            KafkaAuth::MskIam { .. } => {
+                c.set("sasl.mechanism", "OAUTHBEARER");
+            }
         }
         if let Some(ca) = &self.ca_pem {
             c.set("ssl.ca.pem", ca);
@@ -281,6 +295,18 @@ impl KafkaConnection {
             c.set("debug", d).set_log_level(RDKafkaLogLevel::Debug);
         }
         c
+    }
+}
+
+impl KafkaConnection {
+    /// The context to create every client of this connection with (it signs MSK IAM tokens).
+    pub fn context(&self) -> KafkaContext {
+        match &self.auth {
+            KafkaAuth::MskIam { region } => {
+                KafkaContext::with_msk_iam(Arc::new(MskIamSigner::new(region.clone())))
+            }
+            _ => KafkaContext::default(),
+        }
     }
 }
 
@@ -309,6 +335,7 @@ impl fmt::Display for KafkaConnection {
                 ..
             } => write!(f, " {} user {username}", mechanism.name())?,
             KafkaAuth::Mtls { .. } => f.write_str(" client certificate")?,
+            KafkaAuth::MskIam { region } => write!(f, " MSK IAM {region}")?,
             KafkaAuth::None => {}
         }
         f.write_str(")")
@@ -409,13 +436,42 @@ mod tests {
     }
 
     #[test]
+    fn msk_iam_is_oauthbearer_over_tls_with_a_signing_context() {
+        let v = vars(&[
+            ("REFOLD_KAFKA_AUTH", "msk-iam"),
+            ("AWS_REGION", "eu-west-1"),
+        ]);
+        let c = KafkaConnection::from_vars("b-1.msk:9098", &v).unwrap();
+        assert_eq!(
+            c.auth,
+            KafkaAuth::MskIam {
+                region: "eu-west-1".into()
+            }
+        );
+        let p = props(&c);
+        assert_eq!(p["security.protocol"], "SASL_SSL");
+        assert_eq!(p["sasl.mechanism"], "OAUTHBEARER");
+        assert!(c.context().msk_iam().is_some());
+        assert!(
+            KafkaConnection::plaintext("b:1")
+                .context()
+                .msk_iam()
+                .is_none()
+        );
+        assert_eq!(c.to_string(), "b-1.msk:9098 (SASL_SSL MSK IAM eu-west-1)");
+    }
+
+    #[test]
     fn refusals_name_the_variable() {
         let cases: [(&[(&str, &str)], &str); 5] = [
             (
                 &[("REFOLD_KAFKA_AUTH", "kerberos")],
                 "REFOLD_KAFKA_AUTH=`kerberos`",
             ),
-            (&[("REFOLD_KAFKA_AUTH", "msk-iam")], "not supported yet"),
+            (
+                &[("REFOLD_KAFKA_AUTH", "msk-iam")],
+                "needs the cluster's region",
+            ),
             (
                 &[("REFOLD_KAFKA_AUTH", "scram-sha-512")],
                 "REFOLD_KAFKA_USERNAME",

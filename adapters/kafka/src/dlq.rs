@@ -7,13 +7,14 @@ use refold::dead_letter::{DeadLetter, DeadLetterStore};
 use refold::error::{Error, ErrorKind, Result};
 
 use crate::connection::KafkaConnection;
+use crate::context::KafkaContext;
 use crate::kafka_err;
 use crate::producer::{delivered, enqueue, join_in_order, producer_config};
 
 /// Dead letters to a Kafka topic: one message per dead letter, the dead letter's JSON as the
 /// value, the original key as the key. `put` returns when every message is acknowledged.
 pub struct KafkaDeadLetters {
-    producer: FutureProducer,
+    producer: FutureProducer<KafkaContext>,
     topic: String,
 }
 
@@ -26,7 +27,7 @@ impl KafkaDeadLetters {
     /// Dead letters to `topic` on `conn`.
     pub fn connect(conn: &KafkaConnection, topic: impl Into<String>) -> Result<Self> {
         let producer = producer_config(conn)
-            .create()
+            .create_with_context(conn.context())
             .map_err(kafka_err(format!("kafka producer for {conn}")))?;
         Ok(Self {
             producer,

@@ -28,6 +28,7 @@
 
 pub mod admin;
 pub mod connection;
+pub mod context;
 pub mod dlq;
 pub mod esm;
 pub mod mock;
@@ -37,6 +38,7 @@ pub mod replay;
 
 pub use admin::{create_topic, create_topic_on};
 pub use connection::{KafkaAuth, KafkaConnection, ScramMechanism, Secret};
+pub use context::{KafkaContext, MskIamSigner};
 pub use dlq::KafkaDeadLetters;
 pub use esm::{EsmSource, consume_esm_batches, esm_event, esm_record};
 pub use mock::{MockBroker, mock_windows};

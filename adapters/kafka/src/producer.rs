@@ -11,6 +11,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use refold::error::{Error, ErrorKind, Result};
 
 use crate::connection::KafkaConnection;
+use crate::context::KafkaContext;
 use crate::kafka_err;
 
 /// How long a record may wait for its delivery (librdkafka's `message.timeout.ms`).
@@ -50,7 +51,7 @@ impl ProduceReport {
 /// A Kafka producer (acks=all, Kafka's default partitioner: a key's records share a
 /// partition and keep their order).
 pub struct Producer {
-    inner: FutureProducer,
+    inner: FutureProducer<KafkaContext>,
 }
 
 pub(crate) fn producer_config(conn: &KafkaConnection) -> ClientConfig {
@@ -118,7 +119,7 @@ impl Producer {
     /// A producer on `conn`.
     pub fn connect(conn: &KafkaConnection) -> Result<Self> {
         let inner = producer_config(conn)
-            .create()
+            .create_with_context(conn.context())
             .map_err(kafka_err(format!("kafka producer for {conn}")))?;
         Ok(Self { inner })
     }
@@ -199,7 +200,7 @@ impl Producer {
 
 /// Enqueues a record now (waiting only while the local queue is full).
 pub(crate) async fn enqueue<'a>(
-    p: &FutureProducer,
+    p: &FutureProducer<KafkaContext>,
     mut rec: FutureRecord<'a, [u8], [u8]>,
     topic: &str,
 ) -> Result<DeliveryFuture> {

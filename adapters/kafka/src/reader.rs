@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message, Timestamp};
 use rdkafka::{Offset, TopicPartitionList};
@@ -19,6 +19,7 @@ use refold::error::{Error, ErrorKind, Result};
 use refold::record::SourceRecord;
 
 use crate::connection::KafkaConnection;
+use crate::context::{KafkaContext, TOKEN_TIMEOUT};
 use crate::kafka_err;
 
 /// How long a metadata or watermark request may take.
@@ -116,8 +117,9 @@ fn span(topic: &str, partition: i32, asked: i64, low: i64, high: i64) -> Result<
     }))
 }
 
-/// A consumer on `conn` (never commits, never jumps to another offset).
-pub(crate) fn consumer_with(conn: &KafkaConnection, group: &str) -> Result<BaseConsumer> {
+/// A consumer on `conn` (never commits, never jumps to another offset), created with the
+/// connection's context; an MSK IAM consumer has its first token before this returns.
+pub fn consumer_with(conn: &KafkaConnection, group: &str) -> Result<Consumer> {
     conn.client_config()
         .set("group.id", group)
         .set("enable.auto.commit", "false")
@@ -129,8 +131,25 @@ pub(crate) fn consumer_with(conn: &KafkaConnection, group: &str) -> Result<BaseC
             "fetch.error.backoff.ms",
             FETCH_WAIT_MAX.as_millis().to_string(),
         )
-        .create()
+        .create_with_context(conn.context())
         .map_err(kafka_err(format!("kafka consumer for {conn}")))
+        .map(prime_token)
+}
+
+/// Every refold consumer: rdkafka's, with refold's context (it signs MSK IAM tokens).
+pub type Consumer = BaseConsumer<KafkaContext>;
+
+/// Serves an MSK IAM consumer's first token request before any metadata call: librdkafka
+/// asks through the consumer's queue, which only a poll serves.
+fn prime_token(c: Consumer) -> Consumer {
+    if let Some(signer) = c.context().msk_iam().cloned() {
+        let until = Instant::now() + TOKEN_TIMEOUT;
+        while signer.signed() == 0 && Instant::now() < until {
+            // No partition is assigned yet: a poll serves events only.
+            let _ = c.poll(Duration::from_millis(50));
+        }
+    }
+    c
 }
 
 pub(crate) fn source_record(m: &BorrowedMessage<'_>) -> SourceRecord {
@@ -153,7 +172,7 @@ pub(crate) fn source_record(m: &BorrowedMessage<'_>) -> SourceRecord {
 /// the moment, and moves the positions on. Blocking (call from `spawn_blocking` in async
 /// code).
 pub struct TopicReader {
-    consumer: BaseConsumer,
+    consumer: Consumer,
     topic: String,
     /// Next offset to read, per partition; a partition not in here starts at offset 0.
     next: BTreeMap<i32, i64>,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer as _;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -21,7 +21,9 @@ use refold::replay::source::{RangeReader, RangeSource, Ranges};
 
 use crate::KafkaConnection;
 use crate::kafka_err;
-use crate::reader::{BeyondRetention, beyond_retention_error, consumer_with, source_record};
+use crate::reader::{
+    BeyondRetention, Consumer, beyond_retention_error, consumer_with, source_record,
+};
 
 /// How long a metadata, watermark or offset lookup may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,11 +32,11 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How long one batch read may take before it fails.
 pub const DEFAULT_BATCH_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn client(conn: &KafkaConnection, purpose: &str) -> Result<BaseConsumer> {
+fn client(conn: &KafkaConnection, purpose: &str) -> Result<Consumer> {
     consumer_with(conn, &format!("refold-{purpose}-{}", std::process::id()))
 }
 
-fn watermarks(c: &BaseConsumer, topic: &str, p: i32) -> Result<Watermarks> {
+fn watermarks(c: &Consumer, topic: &str, p: i32) -> Result<Watermarks> {
     let (low, high) = c
         .fetch_watermarks(topic, p, LOOKUP_TIMEOUT)
         .map_err(kafka_err(format!(
@@ -110,7 +112,7 @@ impl KafkaOffsets {
 }
 
 /// The timestamp of the record at `offset` (None: no timestamp).
-fn record_time_at(c: &BaseConsumer, topic: &str, p: i32, offset: i64) -> Result<Option<i64>> {
+fn record_time_at(c: &Consumer, topic: &str, p: i32, offset: i64) -> Result<Option<i64>> {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, p, Offset::Offset(offset))
         .map_err(kafka_err(format!("assign {topic} partition {p}")))?;
@@ -201,7 +203,7 @@ impl RangeSource for KafkaRanges {
 }
 
 struct KafkaRangeReader {
-    consumer: BaseConsumer,
+    consumer: Consumer,
     topic: String,
     /// Per partition, the offset of the next record the consumer will deliver.
     assigned: BTreeMap<i32, i64>,
