@@ -193,35 +193,14 @@ fn replay_from_a_file_matches_the_oracle() {
 
 #[test]
 fn replay_from_tansu_matches_the_oracle() {
-    let brokers = match std::env::var("REFOLD_KAFKA_BROKERS") {
-        Ok(b) if !b.is_empty() => b,
-        _ => panic!(
-            "REFOLD_KAFKA_BROKERS is not set: start a broker with `scripts/stack.sh up DIR kafka` \
-             and export the variables of DIR/stack.env (this test needs a real broker)"
-        ),
-    };
+    let brokers = brokers();
     let dir = tempfile::tempdir().unwrap();
     let topic = format!("replay-{}", uuid_like());
     let pipeline = pipeline_with_topic(dir.path(), &topic);
     let lines = sorted_lines();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        refold_kafka::create_topic(&brokers, &topic, 4)
-            .await
-            .unwrap();
-        let producer = refold_kafka::Producer::new(&brokers).unwrap();
-        let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
-        let key = |l: &[u8]| {
-            Envelope::decode(l)
-                .ok()
-                .and_then(|e| e.key("order_id").ok().map(|k| k.into_owned()))
-        };
-        let time = |l: &[u8]| Envelope::decode(l).ok().map(|e| e.timestamp_us() / 1000);
-        let rep = producer
-            .produce_lines_at(&topic, &refs, key, time)
-            .await
-            .unwrap();
-        assert_eq!(rep.produced, lines.len());
+        produce_topic(&brokers, &topic, 4, &lines).await;
     });
     replays_match_the_oracle(dir.path(), &pipeline, &["--brokers", &brokers], 4);
 }
@@ -291,23 +270,8 @@ fn a_replay_from_earliest_after_tansu_retention_reads_the_archive() {
     let lines = sorted_lines();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        refold_kafka::create_topic(&brokers, &topic, 4)
-            .await
-            .unwrap();
-        let producer = refold_kafka::Producer::new(&brokers).unwrap();
-        let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
-        let key = |l: &[u8]| {
-            Envelope::decode(l)
-                .ok()
-                .and_then(|e| e.key("order_id").ok().map(|k| k.into_owned()))
-        };
         // Record times are the events' (February): retention sees them as old.
-        let time = |l: &[u8]| Envelope::decode(l).ok().map(|e| e.timestamp_us() / 1000);
-        let rep = producer
-            .produce_lines_at(&topic, &refs, key, time)
-            .await
-            .unwrap();
-        assert_eq!(rep.produced, lines.len());
+        produce_topic(&brokers, &topic, 4, &lines).await;
     });
     drop(rt);
     fold_live(&pipeline, &wh, &brokers, &topic);
@@ -359,6 +323,27 @@ fn a_replay_from_earliest_after_tansu_retention_reads_the_archive() {
     );
 }
 
+/// A new topic of `partitions` holding `lines`, keyed by `order_id`, each record's Kafka
+/// time its event's.
+async fn produce_topic(brokers: &str, topic: &str, partitions: i32, lines: &[String]) {
+    refold_kafka::create_topic(brokers, topic, partitions)
+        .await
+        .unwrap();
+    let producer = refold_kafka::Producer::new(brokers).unwrap();
+    let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+    let key = |l: &[u8]| {
+        Envelope::decode(l)
+            .ok()
+            .and_then(|e| e.key("order_id").ok().map(|k| k.into_owned()))
+    };
+    let time = |l: &[u8]| Envelope::decode(l).ok().map(|e| e.timestamp_us() / 1000);
+    let rep = producer
+        .produce_lines_at(topic, &refs, key, time)
+        .await
+        .unwrap();
+    assert_eq!(rep.produced, lines.len());
+}
+
 /// The broker of the stack (`REFOLD_KAFKA_BROKERS`); a failure when none runs.
 fn brokers() -> String {
     match std::env::var("REFOLD_KAFKA_BROKERS") {
@@ -390,18 +375,7 @@ fn a_worker_killed_mid_commit_on_tansu_lands_every_record_once() {
     let lines = sorted_lines();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        refold_kafka::create_topic(&brokers, &topic, 2)
-            .await
-            .unwrap();
-        let producer = refold_kafka::Producer::new(&brokers).unwrap();
-        let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
-        let key = |l: &[u8]| {
-            Envelope::decode(l)
-                .ok()
-                .and_then(|e| e.key("order_id").ok().map(|k| k.into_owned()))
-        };
-        let rep = producer.produce_lines(&topic, &refs, key).await.unwrap();
-        assert_eq!(rep.produced, lines.len());
+        produce_topic(&brokers, &topic, 2, &lines).await;
 
         let text = std::fs::read_to_string(&pipeline).unwrap();
         let env = |k: &str| (k == "KAFKA_CONNECTION").then(|| brokers.clone());
