@@ -95,21 +95,18 @@ impl BatchProcessor {
         table: StateTable,
         dead_letters: Arc<dyn DeadLetterStore>,
     ) -> Self {
+        // Held to the partition count the pipeline declares (`open` adds the recorded one).
+        let source_partitions = cp
+            .pipeline
+            .source_of(cp.pipeline.transformation())
+            .partitions;
         Self {
             cp,
             table,
             dead_letters,
             archive: None,
-            source_partitions: None,
+            source_partitions,
         }
-        .declaring_partitions()
-    }
-
-    /// Holds batches to the partition count the pipeline declares.
-    fn declaring_partitions(mut self) -> Self {
-        let t = self.cp.pipeline.transformation();
-        self.source_partitions = self.cp.pipeline.source_of(t).partitions;
-        self
     }
 
     /// Opens (or creates) the pipeline's state table and event archive in `catalog`.
@@ -128,7 +125,7 @@ impl BatchProcessor {
         p.source_partitions = partitions::effective(
             &p.table.config().table.to_string(),
             p.source_partitions,
-            &p.table.properties().await?,
+            p.table.properties_at_open(),
         )?;
         Ok(p)
     }

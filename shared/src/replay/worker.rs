@@ -69,16 +69,24 @@ pub struct ShardReport {
 }
 
 impl ShardReport {
-    /// The report of an invocation that failed with `e` and invoked itself again.
-    pub fn retried(shard: u32, e: &Error) -> Self {
+    /// A report of nothing done yet.
+    fn empty(shard: u32, outcome: ShardOutcome) -> Self {
         Self {
             shard,
-            outcome: ShardOutcome::Retried,
+            outcome,
             batches: 0,
             counts: Counts::default(),
             positions: BTreeMap::new(),
             elapsed_ms: 0.0,
+            retried_after: None,
+        }
+    }
+
+    /// The report of an invocation that failed with `e` and invoked itself again.
+    pub fn retried(shard: u32, e: &Error) -> Self {
+        Self {
             retried_after: Some(e.to_string()),
+            ..Self::empty(shard, ShardOutcome::Retried)
         }
     }
 }
@@ -127,15 +135,7 @@ pub async fn run_shard(
     deadline: Instant,
 ) -> Result<ShardReport> {
     let started = Instant::now();
-    let mut report = ShardReport {
-        shard,
-        outcome: ShardOutcome::Continue,
-        batches: 0,
-        counts: Counts::default(),
-        positions: BTreeMap::new(),
-        elapsed_ms: 0.0,
-        retried_after: None,
-    };
+    let mut report = ShardReport::empty(shard, ShardOutcome::Continue);
     let margin = Duration::from_millis(limits.deadline_margin_ms);
     let mut reader = source.open(&plan.topic)?;
     let mut last: Option<Ranges> = None;

@@ -138,6 +138,9 @@ pub struct StateTable {
     manifests: files::ManifestCache,
     fault: std::sync::Mutex<Option<FaultPoint>>,
     hooks: hooks::Hooks,
+    /// The table's properties as this handle opened it (before an adoption commit records
+    /// the configured ones).
+    properties_at_open: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for StateTable {
@@ -177,6 +180,7 @@ impl StateTable {
         let codec = row::RowCodec::new(md.current_schema().clone(), &cfg.key_field, &cfg.columns)?;
         let limits = TableLimits::default();
         let table = Self {
+            properties_at_open: md.properties().clone().into_iter().collect(),
             manifests: files::ManifestCache::new(limits.max_cached_manifests),
             schema_id: md.current_schema_id(),
             spec_id: md.default_partition_spec_id(),
@@ -242,6 +246,13 @@ impl StateTable {
     /// An iceberg-rust `Table` of the current metadata (for scans by other readers and tests).
     pub async fn iceberg_table(&self) -> Result<iceberg::table::Table> {
         iceberg_table(&self.file_io, &self.ident, self.load().await?)
+    }
+
+    /// The table's properties as loaded when this handle opened it: what refold recorded
+    /// at creation, without another catalog round trip (see [`StateTable::properties`] for
+    /// the current ones).
+    pub fn properties_at_open(&self) -> &BTreeMap<String, String> {
+        &self.properties_at_open
     }
 
     /// The current table properties (refold's `refold.*` ones and everyone else's).
