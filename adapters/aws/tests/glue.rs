@@ -13,6 +13,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -29,13 +31,7 @@ use refold_aws::s3_client;
 use serde_json::{Value, json};
 
 fn endpoint() -> String {
-    match std::env::var("REFOLD_S3_ENDPOINT") {
-        Ok(e) if !e.is_empty() => e,
-        _ => panic!(
-            "REFOLD_S3_ENDPOINT is not set: start moto with `scripts/stack.sh up DIR s3` and export \
-             the variables of DIR/stack.env (this test needs a local Glue and S3)"
-        ),
-    }
+    common::moto_endpoint("a local Glue and S3")
 }
 
 fn python() -> String {

@@ -7,18 +7,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use refold::dead_letter::{DeadLetter, DeadLetterKind, DeadLetterStore, ObjectDeadLetters};
 use refold::table::StorageConfig;
 use refold_aws::{read_dead_letters, s3_client};
 
 fn endpoint() -> String {
-    match std::env::var("REFOLD_S3_ENDPOINT") {
-        Ok(e) if !e.is_empty() => e,
-        _ => panic!(
-            "REFOLD_S3_ENDPOINT is not set: start moto with `scripts/stack.sh up DIR s3` and export \
-             the variables of DIR/stack.env (this test needs a local S3)"
-        ),
-    }
+    common::moto_endpoint("a local S3")
 }
 
 fn dl(offset: i64, kind: DeadLetterKind) -> DeadLetter {

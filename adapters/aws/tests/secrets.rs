@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use aws_sdk_secretsmanager::primitives::Blob;
@@ -16,13 +18,7 @@ use refold_aws::kafka_secret;
 use refold_kafka::{KafkaAuth, KafkaConnection};
 
 fn endpoint() -> String {
-    match std::env::var("REFOLD_S3_ENDPOINT") {
-        Ok(e) if !e.is_empty() => e,
-        _ => panic!(
-            "REFOLD_S3_ENDPOINT is not set: start moto with `scripts/stack.sh up DIR s3` and export \
-             the variables of DIR/stack.env (this test needs a local Secrets Manager)"
-        ),
-    }
+    common::moto_endpoint("a local Secrets Manager")
 }
 
 async fn client() -> aws_sdk_secretsmanager::Client {
