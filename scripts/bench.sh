@@ -2,7 +2,8 @@
 # `make bench`: refold against what a team would use instead, every figure beside its
 # baseline measured in the same run (the machine is shared and noisy: read the ratios).
 #
-#   1. `refold fold` vs CPython running the seed fold (tests/py/seed_fold.py) over the same
+#   1. `refold fold` vs CPython running the seed fold (tests/py/seed_fold.py, the strict
+#      oracle, and bench/py/fold_lean.py, json.loads and the fold with no checks) over the same
 #      order stream (events/gen_orders.py, 302,000 lines): wall time, peak RSS.
 #   2. fold-batch end to end (ESM payload in, committed table out; functions/fold-batch
 #      benches/e2e.rs) at 10 k and 1 M keys, 10,000-event batches, on the local filesystem
@@ -70,6 +71,9 @@ if want fold; then
   done
   t=$(timed "$DIR/fold-python.jsonl" "$PY" tests/py/seed_fold.py "$PIPELINE" "$EVENTS" --quiet)
   record "{\"what\":\"fold\",\"who\":\"cpython\",\"lines\":$LINES,\"rows\":$(wc -l <"$DIR/fold-python.jsonl"),\"t\":$t}"
+  # The lean way a Python team would write it (json.loads, the fold, a dict): no validation.
+  t=$(timed "$DIR/fold-lean.jsonl" "$PY" bench/py/fold_lean.py "$PIPELINE" "$EVENTS")
+  record "{\"what\":\"fold\",\"who\":\"cpython-lean\",\"lines\":$LINES,\"rows\":$(wc -l <"$DIR/fold-lean.jsonl"),\"t\":$t}"
 fi
 
 # --- 2. fold-batch end to end, and the Python way ------------------------------------------

@@ -62,6 +62,13 @@ def main():
             f"{ratio(rss, p['rss_kb'])} of it |")
         add(f"| `refold fold`: rows out | {rf[0]['rows']:,} | {py[0]['rows']:,} | "
             f"{'same' if rf[0]['rows'] == py[0]['rows'] else 'DIFFER'} |")
+        for lean in (r for r in fold if r["who"] == "cpython-lean"):
+            t = lean["t"]
+            add(f"| `refold fold` vs the lean Python way (json.loads + fold, no checks): wall | "
+                f"{s:.2f} s | {t['s']:.2f} s | **{ratio(t['s'], s)} faster** |")
+            add(f"| `refold fold` vs the lean Python way: CPU / peak RSS | {cpu:.2f} s / "
+                f"{rss / 1024:.0f} MB | {t['user_s'] + t['sys_s']:.2f} s / "
+                f"{t['rss_kb'] / 1024:.0f} MB | {ratio(t['user_s'] + t['sys_s'], cpu)} less CPU |")
 
     e2e = [r for r in rows if r["what"] == "e2e"]
     for keys in sorted({r["keys"] for r in e2e}):
