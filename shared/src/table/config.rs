@@ -182,6 +182,11 @@ pub struct TableLimits {
     pub max_rows_per_compaction: usize,
     /// Manifests kept parsed in memory between calls (they are immutable files).
     pub max_cached_manifests: usize,
+    /// Rows of data files indexed between merges, 16 bytes of memory each (see
+    /// `table::file_index`); 0 turns the index off.
+    pub max_indexed_rows: usize,
+    /// Local disk (the temporary directory, Lambda's `/tmp`) the indexed rows may take.
+    pub max_index_disk_bytes: u64,
     /// Ancestors walked back to find the offset map when neither the current snapshot nor
     /// the table properties carry it.
     pub max_offset_history_snapshots: usize,
@@ -202,6 +207,10 @@ impl Default for TableLimits {
             max_keys_per_batch: 100_000,
             max_rows_per_compaction: 5_000_000,
             max_cached_manifests: 512,
+            // 32 MB of memory at most; a 1 M-row partition of small states takes about
+            // 200 MB of disk, within half of Lambda's default 512 MB of `/tmp`.
+            max_indexed_rows: 2_000_000,
+            max_index_disk_bytes: 256 << 20,
             max_offset_history_snapshots: 1_000,
         }
     }

@@ -5,18 +5,19 @@
 //! - the partition's manifests only (`files::live_files` prunes by partition summary);
 //! - the partition's position-delete rows, only from delete files whose `file_path` bounds
 //!   can name a candidate data file (compaction folds them away);
-//! - per data file whose (tenant, key) bounds can hold a batch identity: its footer, then
-//!   the row groups whose (tenant, key) min/max can hold one. Files and row groups are
-//!   sorted by (tenant, key): a batch of few or clustered keys reads few row groups; K random
-//!   keys over N rows touch about min(N / row_group_rows, K) of them;
-//! - per row of those row groups, the tenant and key values and one hash probe; then the
-//!   full rows of the matches only (a row selection). Row groups are decoded in parallel
-//!   units (two per core).
+//! - per data file whose (tenant, key) bounds can hold a batch identity, either
+//!   - its index (`file_index`, a warm container's): K hash probes and K row reads from
+//!     local disk, no Parquet at all; the second lookup of a file builds its index by
+//!     reading the whole file once;
+//!   - or, for a file the index's budgets leave out: its footer, then the row groups whose
+//!     (tenant, key) min/max can hold a batch identity, their tenant and key columns to find
+//!     the matches, then the matches' full rows through a row selection. K random keys over N
+//!     rows put a match on nearly every page once K is about N / 100, so this decompresses
+//!     the partition. Row groups are decoded in parallel units (two per core).
 //!
-//! Time O(rows of the candidate row groups of the batch's partition), memory O(K + one row
-//! group per core): proportional to the batch and its partition, never to the rest of the
-//! table. Measured (shared/benches/table.rs): a 10,000-event batch into a 1 M-row partition
-//! costs about 220 ms of CPU, most of it Snappy and string decoding of that partition.
+//! Memory O(K + one row group per core) plus the index's budgets: proportional to the batch
+//! and its partition, never to the rest of the table. Measured (shared/benches/table.rs, mode
+//! `warm` against `scan`): see BENCHMARKS.md.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use iceberg::spec::{DataFile, Datum, PrimitiveLiteral};
 use parquet::file::metadata::ParquetMetaData;
 use rustc_hash::FxHashMap;
 
+use super::file_index::{self, FileIndex, FileIndexBuilder, FileIndexCache};
 use super::files::{LiveFile, LiveFiles};
 use super::reader::{self, ROW_POS};
 use super::row::{RowCodec, utf8_array};
@@ -70,17 +72,27 @@ struct KeyIndex {
     by_key: FxHashMap<String, Vec<String>>,
     /// sorted distinct keys
     keys: Vec<String>,
+    /// sorted distinct [`file_index::identity_hash`]es of the identities
+    hashes: Vec<u64>,
 }
 
 impl KeyIndex {
     fn new<'a>(ids: impl Iterator<Item = (&'a str, &'a str)>) -> Self {
         let mut by_key: FxHashMap<String, Vec<String>> = FxHashMap::default();
+        let mut hashes = vec![];
         for (t, k) in ids {
+            hashes.push(file_index::identity_hash(t, k));
             by_key.entry(k.to_string()).or_default().push(t.to_string());
         }
         let mut keys: Vec<String> = by_key.keys().cloned().collect();
         keys.sort_unstable();
-        Self { by_key, keys }
+        hashes.sort_unstable();
+        hashes.dedup();
+        Self {
+            by_key,
+            keys,
+            hashes,
+        }
     }
 
     fn contains(&self, tenant: &str, key: &str) -> bool {
@@ -191,14 +203,16 @@ struct Unit {
     deleted: Arc<Vec<i64>>,
 }
 
-/// Reads the kept live rows of `files`: prunes files and row groups by bounds, then decodes
-/// the remaining row groups in parallel units.
+/// Reads the kept live rows of `files`: prunes files by bounds; a batch lookup reads the
+/// files `index` keeps (or can keep) through their index, the others by row group bounds,
+/// decoding the row groups left in parallel units.
 async fn read(
     io: &FileIO,
     codec: &RowCodec,
     files: &[&LiveFile],
     deletes: &[LiveFile],
     want: Want,
+    index: Option<&FileIndexCache>,
 ) -> Result<Vec<Found>> {
     let files: Vec<&LiveFile> = files
         .iter()
@@ -218,9 +232,186 @@ async fn read(
         .map(|n| n.get())
         .unwrap_or(1)
         .max(1);
+    let (mut found, scanned) = match (&want, index) {
+        (Want::Batch(_), Some(cache)) => {
+            read_indexed(io, codec, cache, files, &want, &mut deleted, threads).await?
+        }
+        _ => (vec![], files),
+    };
+    let units = scanned_units(io, codec, &scanned, &want, &mut deleted, threads).await?;
+    found.extend(run_units(io, codec, units, want, threads).await?);
+    Ok(found)
+}
+
+/// Reads the batch's rows of the files `cache` indexes or can index (building the indexes
+/// it lacks); returns them and the files left to read through Parquet.
+async fn read_indexed<'f>(
+    io: &FileIO,
+    codec: &RowCodec,
+    cache: &FileIndexCache,
+    files: Vec<&'f LiveFile>,
+    want: &Want,
+    deleted: &mut HashMap<String, Vec<i64>>,
+    threads: usize,
+) -> Result<(Vec<Found>, Vec<&'f LiveFile>)> {
+    let Want::Batch(ix) = want else {
+        return Ok((vec![], files));
+    };
+    // The futures own what they read: borrowed items would make this future `!Send` for
+    // callers that spawn a merge (a higher-ranked lifetime the compiler cannot prove).
+    let jobs: Vec<(String, u64, u64)> = files
+        .iter()
+        .map(|f| {
+            let d = &f.file;
+            (
+                d.file_path().to_string(),
+                d.file_size_in_bytes(),
+                d.record_count(),
+            )
+        })
+        .collect();
+    let indexes: Vec<Option<Arc<FileIndex>>> = futures::stream::iter(jobs)
+        .map(|(path, size, rows)| index_of(io, codec, cache, path, size, rows))
+        .buffered(threads)
+        .try_collect()
+        .await?;
+    let hashes = Arc::new(ix.hashes.clone());
+    let (mut found, mut rest) = (vec![], vec![]);
+    for (f, index) in files.into_iter().zip(indexes) {
+        let Some(index) = index else {
+            rest.push(f);
+            continue;
+        };
+        let path = f.file.file_path().to_string();
+        let del = deleted.remove(&path).unwrap_or_default();
+        let h = hashes.clone();
+        let rows = tokio::task::spawn_blocking(move || index.rows_of(&h))
+            .await
+            .unwrap_or_else(|e| {
+                Err(Error::new(ErrorKind::Internal, "key index read failed").with_source(e))
+            })?;
+        found.extend(kept_rows(codec, &rows, &path, &del, want)?);
+    }
+    Ok((found, rest))
+}
+
+/// The rows of `batch` (read from `path`) that `want` keeps and no position delete names.
+fn kept_rows(
+    codec: &RowCodec,
+    batch: &RecordBatch,
+    path: &str,
+    deleted: &[i64],
+    want: &Want,
+) -> Result<Vec<Found>> {
+    let tenant = utf8_array(batch, TENANT_ID)?;
+    let tenant = tenant.as_string::<i32>();
+    let key = utf8_array(batch, &codec.key_field)?;
+    let key = key.as_string::<i32>();
+    let pos = row_pos(batch)?;
+    let hits: Vec<usize> = (0..batch.num_rows())
+        .filter(|&i| {
+            want.keeps(tenant.value(i), key.value(i))
+                && deleted.binary_search(&pos.value(i)).is_err()
+        })
+        .collect();
+    if hits.is_empty() {
+        return Ok(vec![]);
+    }
+    Ok(codec
+        .from_batch(batch, Some(&hits))?
+        .into_iter()
+        .zip(&hits)
+        .map(|(row, &i)| Found {
+            row,
+            file_path: path.to_string(),
+            pos: pos.value(i),
+            superseded: vec![],
+        })
+        .collect())
+}
+
+/// The index of one data file: the cached one, one built from the file now, or `None` if
+/// the file does not fit the cache's budgets.
+async fn index_of(
+    io: &FileIO,
+    codec: &RowCodec,
+    cache: &FileIndexCache,
+    path: String,
+    size: u64,
+    rows: u64,
+) -> Result<Option<Arc<FileIndex>>> {
+    if let Some(index) = cache.get(&path) {
+        return Ok(Some(index));
+    }
+    if !cache.admits(rows) || cache.refused(&path) || !cache.seen_before(&path) {
+        return Ok(None);
+    }
+    let (io2, codec2, path2) = (io.clone(), codec.clone(), path.clone());
+    let max_bytes = cache.max_disk_bytes();
+    let built =
+        tokio::spawn(async move { index_file(&io2, &codec2, &path2, size, max_bytes).await })
+            .await
+            .unwrap_or_else(|e| {
+                Err(Error::new(ErrorKind::Internal, "key index task failed").with_source(e))
+            })?;
+    let Some(index) = built else {
+        cache.refuse(&path);
+        return Ok(None);
+    };
+    let index = Arc::new(index);
+    cache.insert(&path, index.clone());
+    Ok(Some(index))
+}
+
+/// Reads every row of a data file into an index; `None` if its rows outgrow `max_bytes`.
+async fn index_file(
+    io: &FileIO,
+    codec: &RowCodec,
+    path: &str,
+    size: u64,
+    max_bytes: u64,
+) -> Result<Option<FileIndex>> {
+    let b = reader::open(io, path, size, false, true).await?;
+    let rows = usize::try_from(b.metadata().file_metadata().num_rows()).unwrap_or(0);
+    let mut builder: Option<FileIndexBuilder> = None;
+    let mut stream = b
+        .with_batch_size(READ_BATCH_ROWS)
+        .build()
+        .io(|| format!("read {path}"))?;
+    let mut hashes = vec![];
+    while let Some(batch) = stream.try_next().await.io(|| format!("read {path}"))? {
+        let tenant = utf8_array(&batch, TENANT_ID)?;
+        let tenant = tenant.as_string::<i32>();
+        let key = utf8_array(&batch, &codec.key_field)?;
+        let key = key.as_string::<i32>();
+        hashes.clear();
+        hashes.extend(
+            (0..batch.num_rows()).map(|i| file_index::identity_hash(tenant.value(i), key.value(i))),
+        );
+        // The batches' schema (with the row position column) is the index's.
+        let builder = match &mut builder {
+            Some(b) => b,
+            None => builder.insert(FileIndexBuilder::new(batch.schema(), rows, max_bytes)?),
+        };
+        if !builder.push(&batch, &hashes)? {
+            return Ok(None);
+        }
+    }
+    builder.map(FileIndexBuilder::finish).transpose()
+}
+
+/// Units for files read by their row groups' key bounds, about two per core.
+async fn scanned_units(
+    io: &FileIO,
+    codec: &RowCodec,
+    files: &[&LiveFile],
+    want: &Want,
+    deleted: &mut HashMap<String, Vec<i64>>,
+    threads: usize,
+) -> Result<Vec<Unit>> {
     let mut units = vec![];
     let mut pending: Vec<PendingFile> = vec![];
-    for f in &files {
+    for f in files {
         let path = f.file.file_path();
         let md = reader::open(io, path, f.file.file_size_in_bytes(), false, false)
             .await?
@@ -248,6 +439,17 @@ async fn read(
             });
         }
     }
+    Ok(units)
+}
+
+/// Decodes `units` in parallel tasks, `threads` at a time.
+async fn run_units(
+    io: &FileIO,
+    codec: &RowCodec,
+    units: Vec<Unit>,
+    want: Want,
+    threads: usize,
+) -> Result<Vec<Found>> {
     let want = Arc::new(want);
     let results: Vec<Result<Vec<Found>>> = futures::stream::iter(units)
         .map(|u| {
@@ -409,6 +611,7 @@ pub async fn find_rows(
     codec: &RowCodec,
     live: &LiveFiles,
     keys: &HashSet<(String, String)>,
+    index: &FileIndexCache,
 ) -> Result<HashMap<(String, String), Found>> {
     let mut out: HashMap<(String, String), Found> = HashMap::new();
     if keys.is_empty() || live.data.is_empty() {
@@ -427,7 +630,7 @@ pub async fn find_rows(
         (s, f.row.last_offset, f.pos)
     };
     let files: Vec<&LiveFile> = live.data.iter().collect();
-    for found in read(io, codec, &files, &live.deletes, want).await? {
+    for found in read(io, codec, &files, &live.deletes, want, Some(index)).await? {
         let id = found.row.identity();
         let Some(prev) = out.remove(&id) else {
             out.insert(id, found);
@@ -459,7 +662,7 @@ pub async fn scan_rows(
         key: key.map(str::to_string),
     };
     let files: Vec<&LiveFile> = live.data.iter().collect();
-    Ok(read(io, codec, &files, &live.deletes, want)
+    Ok(read(io, codec, &files, &live.deletes, want, None)
         .await?
         .into_iter()
         .map(|f| f.row)

@@ -179,7 +179,8 @@ impl StateTable {
         F: AsyncFnMut(i64, &HashMap<(String, String), StateRow>) -> Result<FoldedBatch>,
     {
         let t_lookup = Instant::now();
-        let found = lookup::find_rows(&self.file_io, &self.codec, live, &st.keys).await?;
+        let found =
+            lookup::find_rows(&self.file_io, &self.codec, live, &st.keys, &self.file_index).await?;
         let t_fold = Instant::now();
         st.timings.lookup_ms = ms(t_lookup, t_fold);
         let mut priors: HashMap<Identity, StateRow> = HashMap::with_capacity(found.len());

@@ -55,6 +55,7 @@ pub mod catalog;
 pub mod commit;
 mod config;
 pub mod expire;
+pub mod file_index;
 pub mod files;
 pub mod history;
 pub mod hooks;
@@ -136,6 +137,8 @@ pub struct StateTable {
     spec_id: i32,
     limits: TableLimits,
     manifests: files::ManifestCache,
+    /// Data files' indexes, kept between merges (see `file_index`).
+    file_index: file_index::FileIndexCache,
     fault: std::sync::Mutex<Option<FaultPoint>>,
     hooks: hooks::Hooks,
     /// The table's properties as this handle opened it (before an adoption commit records
@@ -182,6 +185,10 @@ impl StateTable {
         let table = Self {
             properties_at_open: md.properties().clone().into_iter().collect(),
             manifests: files::ManifestCache::new(limits.max_cached_manifests),
+            file_index: file_index::FileIndexCache::new(
+                limits.max_indexed_rows,
+                limits.max_index_disk_bytes,
+            ),
             schema_id: md.current_schema_id(),
             spec_id: md.default_partition_spec_id(),
             cfg,
@@ -201,6 +208,8 @@ impl StateTable {
     #[must_use]
     pub fn with_limits(mut self, limits: TableLimits) -> Self {
         self.manifests = files::ManifestCache::new(limits.max_cached_manifests);
+        self.file_index =
+            file_index::FileIndexCache::new(limits.max_indexed_rows, limits.max_index_disk_bytes);
         self.limits = limits;
         self
     }
