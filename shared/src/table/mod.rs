@@ -205,6 +205,11 @@ impl StateTable {
     }
 
     /// Replaces the limits (see [`TableLimits`]).
+    /// (rows, local disk bytes) of the data files this handle's lookups index now.
+    pub fn index_usage(&self) -> (usize, u64) {
+        self.file_index.usage()
+    }
+
     #[must_use]
     pub fn with_limits(mut self, limits: TableLimits) -> Self {
         self.manifests = files::ManifestCache::new(limits.max_cached_manifests);
