@@ -82,9 +82,10 @@ if want e2e; then
     d="$DIR/e2e-$keys"
     "$PY" bench/py/esm_payloads.py "$d/esm" --keys "$keys" --events 10000 --batches $(( BATCHES + 1 ))
     log "fold-batch: loading $keys keys"
-    "$E2E" load "$d" "$keys"
+    # MALLOC_ARENA_MAX: the functions' environment as deployed (infra/template.yaml).
+    MALLOC_ARENA_MAX=2 "$E2E" load "$d" "$keys"
     log "fold-batch: 1 + $BATCHES batches of 10,000 events into $keys keys"
-    "$E2E" run "$d" "$d"/esm/batch-*.json | while read -r line; do
+    MALLOC_ARENA_MAX=2 "$E2E" run "$d" "$d"/esm/batch-*.json | while read -r line; do
       record "{\"what\":\"e2e\",\"who\":\"refold\",\"store\":\"fs\",\"keys\":$keys,\"r\":$line}"
     done
   done
@@ -103,7 +104,7 @@ fi
 # --- 3. the merge alone -------------------------------------------------------------------
 if want table; then
   log "state table merge (cargo bench --workspace --bench table)"
-  cargo bench -q --workspace --bench table 2>/dev/null | tee "$DIR/table.txt" >&2
+  MALLOC_ARENA_MAX=2 cargo bench -q --workspace --bench table 2>/dev/null | tee "$DIR/table.txt" >&2
 fi
 
 # --- 4. cold start and zip size -------------------------------------------------------------
