@@ -353,7 +353,16 @@ async fn index_of(
             .await
             .unwrap_or_else(|e| {
                 Err(Error::new(ErrorKind::Internal, "key index task failed").with_source(e))
-            })?;
+            });
+    // The index is an optimization: a file it cannot take (no writable temporary directory,
+    // a full disk, a read error the Parquet path will report) is read through Parquet.
+    let built = match built {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(path = %path, error = %e, "file not indexed; its lookups read Parquet");
+            return Ok(None);
+        }
+    };
     let Some(index) = built else {
         cache.refuse(&path);
         return Ok(None);
