@@ -18,6 +18,7 @@
 //! | [`files`] | the live data and delete files of a snapshot, pruned by partition |
 //! | [`position_delete`] | writing and reading position-delete files |
 //! | [`lookup`] | finding the live rows of a batch's keys (and full scans) |
+//! | [`file_index`] | a warm container's index of data files: rows on local disk, identity hashes in memory |
 //! | [`offsets`] | the consumer group's offset map: snapshot summaries and a table property |
 //! | [`row`] | [`StateRow`] <-> Arrow, canonical JSON |
 //! | [`writer`] | data files (Parquet) |
