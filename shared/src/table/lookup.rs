@@ -498,35 +498,8 @@ async fn read_unit(io: &FileIO, codec: &RowCodec, u: Unit, want: &Want) -> Resul
         .build()
         .io(|| format!("read {path}"))?;
     let mut out = vec![];
-    let mut hits = vec![];
     while let Some(batch) = stream.try_next().await.io(|| format!("read {path}"))? {
-        let tenant = utf8_array(&batch, TENANT_ID)?;
-        let tenant = tenant.as_string::<i32>();
-        let key = utf8_array(&batch, &codec.key_field)?;
-        let key = key.as_string::<i32>();
-        let pos = row_pos(&batch)?;
-        hits.clear();
-        for i in 0..batch.num_rows() {
-            if want.keeps(tenant.value(i), key.value(i))
-                && u.deleted.binary_search(&pos.value(i)).is_err()
-            {
-                hits.push(i);
-            }
-        }
-        if !hits.is_empty() {
-            for (row, &i) in codec
-                .from_batch(&batch, Some(&hits))?
-                .into_iter()
-                .zip(&hits)
-            {
-                out.push(Found {
-                    row,
-                    file_path: u.path.clone(),
-                    pos: pos.value(i),
-                    superseded: vec![],
-                });
-            }
-        }
+        out.extend(kept_rows(codec, &batch, path, &u.deleted, want)?);
     }
     Ok(out)
 }
