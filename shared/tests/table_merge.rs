@@ -524,8 +524,8 @@ async fn a_warm_table_looks_keys_up_through_its_file_index() {
         &mut stream,
     );
     merge(&t, &b1).await.unwrap();
-    // Each data file is read through Parquet on its first lookup, indexed on its second.
-    // Every update deletes exactly the one row it replaces: an index that brought back a
+    // A data file this handle wrote is indexed as it commits; one it did not write is read
+    // through Parquet on its first lookup and indexed on its second. Every update deletes exactly the one row it replaces: an index that brought back a
     // deleted row would show as a second live row (and a second delete).
     for (keys, deleted) in [
         (vec![("acme", "o1"), ("acme", "o2")], 2),
@@ -554,4 +554,61 @@ async fn a_warm_table_looks_keys_up_through_its_file_index() {
         (Some(5), Some(120))
     );
     assert_eq!(acme_o1.events_folded, 5);
+}
+
+#[tokio::test]
+async fn a_merge_indexes_its_own_file_and_keeps_delete_files_parsed() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = open(dir.path(), "own_index").await;
+    let keys = [
+        ("acme", "o1"),
+        ("acme", "o2"),
+        ("acme", "o3"),
+        ("globex", "o1"),
+    ];
+    let mut stream = vec![];
+    let b1: Vec<Ev> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, (tenant, key))| ev(tenant, key, 0, i as i64, 1))
+        .collect();
+    stream.extend(b1.clone());
+    merge(&t, &b1).await.unwrap();
+    // Indexed at commit, before any lookup read it.
+    assert_eq!(t.index_usage().0, 4, "the merge's own file is indexed");
+    assert_eq!(t.delete_cache_usage(), (0, 0));
+    // Each round updates two keys: one written by the round before, one older, so every
+    // lookup needs positions from several delete files, cached and new. A missing or stale
+    // cached position would leave a replaced row live: a second delete, a wrong row.
+    let mut offset = 4;
+    for round in 0..6i64 {
+        let pair = [keys[(round % 4) as usize], keys[((round + 1) % 4) as usize]];
+        let b: Vec<Ev> = pair
+            .iter()
+            .map(|(tenant, key)| {
+                offset += 1;
+                ev(tenant, key, 0, offset - 1, offset)
+            })
+            .collect();
+        stream.extend(b.clone());
+        let r = merge(&t, &b).await.unwrap();
+        assert_eq!((r.rows_written, r.rows_deleted), (2, 2), "round {round}");
+    }
+    let (files, positions) = t.delete_cache_usage();
+    assert!(
+        files >= 4 && positions >= 8,
+        "delete files were kept parsed: {files} files, {positions} positions"
+    );
+    assert_table(&t, &stream).await;
+    // Hand-written: after its first event acme/o2 was updated in rounds 0, 1, 4 and 5
+    // (offsets 5, 6, 13 and 14; values 6, 7, 14 and 15).
+    let got = by_id(t.current_rows(None, None).await.unwrap());
+    let acme_o2 = &got[&("acme".to_string(), "o2".to_string())];
+    assert_eq!(
+        (
+            acme_o2.state["count"].as_i64(),
+            acme_o2.state["last"].as_i64()
+        ),
+        (Some(5), Some(15))
+    );
 }

@@ -187,6 +187,9 @@ pub struct TableLimits {
     pub max_indexed_rows: usize,
     /// Local disk (the temporary directory, Lambda's `/tmp`) the indexed rows may take.
     pub max_index_disk_bytes: u64,
+    /// Positions of position-delete files kept parsed between merges, 8 bytes each (see
+    /// `table::delete_cache`); 0 reads every delete file on every lookup.
+    pub max_cached_delete_positions: usize,
     /// Ancestors walked back to find the offset map when neither the current snapshot nor
     /// the table properties carry it.
     pub max_offset_history_snapshots: usize,
@@ -211,6 +214,8 @@ impl Default for TableLimits {
             // 200 MB of disk, within half of Lambda's default 512 MB of `/tmp`.
             max_indexed_rows: 2_000_000,
             max_index_disk_bytes: 256 << 20,
+            // 8 MB: a hundred merges of 10,000 updates between two compactions.
+            max_cached_delete_positions: 1_000_000,
             max_offset_history_snapshots: 1_000,
         }
     }

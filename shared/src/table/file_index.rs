@@ -264,7 +264,9 @@ impl FileIndexCache {
         Some(entry.0.clone())
     }
 
-    /// Keeps the index of `path`, dropping the least recently used files until it fits.
+    /// Keeps the index of `path`, dropping files until it fits: the least recently used of
+    /// those no larger than it first, so that a merge's small new file never evicts the
+    /// partition's large compacted file (a full re-read) while small ones remain.
     pub fn insert(&self, path: &str, index: Arc<FileIndex>) {
         if !self.admits(index.rows() as u64) || index.size_bytes() > self.max_disk_bytes {
             return;
@@ -278,15 +280,10 @@ impl FileIndexCache {
         while inner.rows + index.rows() > self.max_rows
             || inner.disk_bytes + index.size_bytes() > self.max_disk_bytes
         {
-            let Some(oldest) = inner
-                .files
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(p, _)| p.clone())
-            else {
+            let Some(victim) = inner.victim(index.rows()) else {
                 break;
             };
-            inner.remove(&oldest);
+            inner.remove(&victim);
         }
         inner.rows += index.rows();
         inner.disk_bytes += index.size_bytes();
@@ -328,6 +325,20 @@ impl FileIndexCache {
 
 /// Adds `path` to a bounded set: files come and go with compactions, and forgetting one
 /// costs one more Parquet lookup.
+impl Inner {
+    /// The file to evict for a file of `rows` rows (see `FileIndexCache::insert`).
+    fn victim(&self, rows: usize) -> Option<String> {
+        let lru = |small: bool| {
+            self.files
+                .iter()
+                .filter(|(_, (ix, _))| !small || ix.rows() <= rows)
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(p, _)| p.clone())
+        };
+        lru(true).or_else(|| lru(false))
+    }
+}
+
 fn remember(set: &mut HashSet<String>, path: &str) {
     if set.len() >= MAX_REMEMBERED_FILES {
         set.clear();
@@ -444,6 +455,17 @@ mod tests {
         assert_eq!(small.usage(), (4, one));
         assert!(!small.seen_before("x") && small.seen_before("x"));
         assert!(!FileIndexCache::new(0, 1).admits(1));
+        // A small file makes room by evicting small files, even if the large one is older.
+        let sized = FileIndexCache::new(12, 1 << 20);
+        sized.insert("large", file(8));
+        sized.insert("s1", file(2));
+        sized.insert("s2", file(2));
+        sized.insert("s3", file(2));
+        assert!(sized.get("large").is_some() && sized.get("s1").is_none());
+        assert!(sized.get("s2").is_some() && sized.get("s3").is_some());
+        // A larger file evicts the least recently used whatever its size.
+        sized.insert("larger", file(9));
+        assert!(sized.get("large").is_none() && sized.get("larger").is_some());
         assert!(!FileIndexCache::new(1, 0).admits(1));
     }
 }

@@ -31,6 +31,7 @@ use iceberg::spec::{DataFile, Datum, PrimitiveLiteral};
 use parquet::file::metadata::ParquetMetaData;
 use rustc_hash::FxHashMap;
 
+use super::delete_cache::DeleteCache;
 use super::file_index::{self, FileIndex, FileIndexBuilder, FileIndexCache};
 use super::files::{LiveFile, LiveFiles};
 use super::reader::{self, ROW_POS};
@@ -38,6 +39,9 @@ use super::row::{RowCodec, utf8_array};
 use super::schema::TENANT_ID;
 use super::{ResultExt, StateRow, position_delete};
 use crate::error::{Error, ErrorKind, Result};
+
+/// Files of at least this many rows have their index probes split over the cores.
+const PARALLEL_INDEX_ROWS: usize = 100_000;
 
 /// Rows decoded per Arrow batch while reading.
 const READ_BATCH_ROWS: usize = 32 * 1024;
@@ -203,6 +207,13 @@ struct Unit {
     deleted: Arc<Vec<i64>>,
 }
 
+/// What a warm handle keeps between lookups.
+#[derive(Debug, Clone, Copy)]
+pub struct Caches<'a> {
+    pub files: &'a FileIndexCache,
+    pub deletes: &'a DeleteCache,
+}
+
 /// Reads the kept live rows of `files`: prunes files by bounds; a batch lookup reads the
 /// files `index` keeps (or can keep) through their index, the others by row group bounds,
 /// decoding the row groups left in parallel units.
@@ -212,7 +223,7 @@ async fn read(
     files: &[&LiveFile],
     deletes: &[LiveFile],
     want: Want,
-    index: Option<&FileIndexCache>,
+    caches: Option<Caches<'_>>,
 ) -> Result<Vec<Found>> {
     let files: Vec<&LiveFile> = files
         .iter()
@@ -227,14 +238,16 @@ async fn read(
         return Ok(vec![]);
     }
     let paths: HashSet<&str> = files.iter().map(|f| f.file.file_path()).collect();
-    let mut deleted = position_delete::read_deleted(io, deletes, &paths).await?;
+    let mut deleted =
+        position_delete::read_deleted(io, deletes, &paths, caches.map(|c| c.deletes)).await?;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .max(1);
-    let (mut found, scanned) = match (&want, index) {
-        (Want::Batch(_), Some(cache)) => {
-            read_indexed(io, codec, cache, files, &want, &mut deleted, threads).await?
+    let want = Arc::new(want);
+    let (mut found, scanned) = match (&*want, caches) {
+        (Want::Batch(_), Some(c)) => {
+            read_indexed(io, codec, c.files, files, &want, &mut deleted, threads).await?
         }
         _ => (vec![], files),
     };
@@ -250,11 +263,11 @@ async fn read_indexed<'f>(
     codec: &RowCodec,
     cache: &FileIndexCache,
     files: Vec<&'f LiveFile>,
-    want: &Want,
+    want: &Arc<Want>,
     deleted: &mut HashMap<String, Vec<i64>>,
     threads: usize,
 ) -> Result<(Vec<Found>, Vec<&'f LiveFile>)> {
-    let Want::Batch(ix) = want else {
+    let Want::Batch(ix) = &**want else {
         return Ok((vec![], files));
     };
     // The futures own what they read: borrowed items would make this future `!Send` for
@@ -276,21 +289,37 @@ async fn read_indexed<'f>(
         .try_collect()
         .await?;
     let hashes = Arc::new(ix.hashes.clone());
-    let (mut found, mut rest) = (vec![], vec![]);
+    let mut rest = vec![];
+    let mut reads = vec![];
     for (f, index) in files.into_iter().zip(indexes) {
         let Some(index) = index else {
             rest.push(f);
             continue;
         };
-        let path = f.file.file_path().to_string();
-        let del = deleted.remove(&path).unwrap_or_default();
-        let h = hashes.clone();
-        let rows = tokio::task::spawn_blocking(move || index.rows_of(&h))
-            .await
-            .unwrap_or_else(|e| {
-                Err(Error::new(ErrorKind::Internal, "key index read failed").with_source(e))
-            })?;
-        found.extend(kept_rows(codec, &rows, &path, &del, want)?);
+        let path: Arc<str> = f.file.file_path().into();
+        let del = Arc::new(deleted.remove(&*path).unwrap_or_default());
+        // A large file's probes are split over the cores (each part reads its own rows).
+        let parts = if index.rows() >= PARALLEL_INDEX_ROWS {
+            threads
+        } else {
+            1
+        };
+        let per_part = hashes.len().div_ceil(parts).max(1);
+        for start in (0..hashes.len()).step_by(per_part) {
+            let range = start..(start + per_part).min(hashes.len());
+            let (index, h, del, path) = (index.clone(), hashes.clone(), del.clone(), path.clone());
+            let (codec, want) = (codec.clone(), want.clone());
+            reads.push(tokio::task::spawn_blocking(move || {
+                let rows = index.rows_of(&h[range])?;
+                kept_rows(&codec, &rows, &path, &del, &want)
+            }));
+        }
+    }
+    let mut found = vec![];
+    for r in futures::future::join_all(reads).await {
+        found.extend(r.unwrap_or_else(|e| {
+            Err(Error::new(ErrorKind::Internal, "key index read failed").with_source(e))
+        })?);
     }
     Ok((found, rest))
 }
@@ -409,6 +438,43 @@ async fn index_file(
     builder.map(FileIndexBuilder::finish).transpose()
 }
 
+/// Rows per batch when indexing rows in hand.
+const INDEX_CHUNK_ROWS: usize = 16 * 1024;
+
+/// An index of a data file built from the rows it was written from (in file order), so a
+/// merge's own file is indexed without being read back; `None` if they outgrow `max_bytes`.
+pub fn index_rows(
+    codec: &RowCodec,
+    rows: &[StateRow],
+    max_bytes: u64,
+) -> Result<Option<FileIndex>> {
+    let mut builder: Option<FileIndexBuilder> = None;
+    let mut hashes = Vec::with_capacity(INDEX_CHUNK_ROWS);
+    let mut pos = 0i64;
+    for chunk in rows.chunks(INDEX_CHUNK_ROWS) {
+        let batch = reader::with_row_pos(&codec.to_batch(chunk)?, pos)?;
+        hashes.clear();
+        hashes.extend(
+            chunk
+                .iter()
+                .map(|r| file_index::identity_hash(&r.tenant_id, &r.key)),
+        );
+        let builder = match &mut builder {
+            Some(b) => b,
+            None => builder.insert(FileIndexBuilder::new(
+                batch.schema(),
+                rows.len(),
+                max_bytes,
+            )?),
+        };
+        if !builder.push(&batch, &hashes)? {
+            return Ok(None);
+        }
+        pos += chunk.len() as i64;
+    }
+    builder.map(FileIndexBuilder::finish).transpose()
+}
+
 /// Units for files read by their row groups' key bounds, about two per core.
 async fn scanned_units(
     io: &FileIO,
@@ -456,10 +522,9 @@ async fn run_units(
     io: &FileIO,
     codec: &RowCodec,
     units: Vec<Unit>,
-    want: Want,
+    want: Arc<Want>,
     threads: usize,
 ) -> Result<Vec<Found>> {
-    let want = Arc::new(want);
     let results: Vec<Result<Vec<Found>>> = futures::stream::iter(units)
         .map(|u| {
             let (io, codec, want) = (io.clone(), codec.clone(), want.clone());
@@ -593,7 +658,7 @@ pub async fn find_rows(
     codec: &RowCodec,
     live: &LiveFiles,
     keys: &HashSet<(String, String)>,
-    index: &FileIndexCache,
+    caches: Caches<'_>,
 ) -> Result<HashMap<(String, String), Found>> {
     let mut out: HashMap<(String, String), Found> = HashMap::new();
     if keys.is_empty() || live.data.is_empty() {
@@ -612,7 +677,7 @@ pub async fn find_rows(
         (s, f.row.last_offset, f.pos)
     };
     let files: Vec<&LiveFile> = live.data.iter().collect();
-    for found in read(io, codec, &files, &live.deletes, want, Some(index)).await? {
+    for found in read(io, codec, &files, &live.deletes, want, Some(caches)).await? {
         let id = found.row.identity();
         let Some(prev) = out.remove(&id) else {
             out.insert(id, found);

@@ -2,12 +2,14 @@
 //! the protocol is in the module docs of `table`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use iceberg::io::FileIO;
 use iceberg::spec::{DataFile, Operation};
 
 use super::commit::{self, CommitResult, SnapshotChange};
+use super::file_index::FileIndex;
 use super::files::{self, LiveFiles};
 use super::retry::{self, Attempt};
 use super::{
@@ -179,8 +181,11 @@ impl StateTable {
         F: AsyncFnMut(i64, &HashMap<(String, String), StateRow>) -> Result<FoldedBatch>,
     {
         let t_lookup = Instant::now();
-        let found =
-            lookup::find_rows(&self.file_io, &self.codec, live, &st.keys, &self.file_index).await?;
+        let caches = lookup::Caches {
+            files: &self.file_index,
+            deletes: &self.deletes,
+        };
+        let found = lookup::find_rows(&self.file_io, &self.codec, live, &st.keys, caches).await?;
         let t_fold = Instant::now();
         st.timings.lookup_ms = ms(t_lookup, t_fold);
         let mut priors: HashMap<Identity, StateRow> = HashMap::with_capacity(found.len());
@@ -251,6 +256,9 @@ impl StateTable {
         .await?;
         match res {
             CommitResult::Committed { snapshot_id } => {
+                if let Some((path, index)) = &p.index {
+                    self.file_index.insert(path, index.clone());
+                }
                 st.timings.commit_ms = ms(t_commit, Instant::now());
                 let timings = st.timings;
                 tracing::debug!(table = %self.cfg.table, partition = st.partition, attempts, ?timings, "merged");
@@ -367,6 +375,32 @@ struct MergePlan {
     base_files: BTreeSet<String>,
     rows_written: usize,
     rows_deleted: usize,
+    /// The index of the data file written (see [`index_written`]), kept once committed.
+    index: Option<(String, Arc<FileIndex>)>,
+}
+
+/// Indexes the one data file a merge wrote from the rows in hand, so that the next lookups
+/// of this warm handle read its rows from local disk without reading the file back
+/// (`file_index`). `None` when the index budgets leave it out, or when the write rolled over
+/// into several files (which rows went to which file is the rolling writer's business).
+fn index_written(
+    t: &StateTable,
+    data: &[DataFile],
+    rows: &[StateRow],
+) -> Option<(String, Arc<FileIndex>)> {
+    let [file] = data else {
+        return None;
+    };
+    if !t.file_index.admits(rows.len() as u64) || file.record_count() != rows.len() as u64 {
+        return None;
+    }
+    match lookup::index_rows(&t.codec, rows, t.file_index.max_disk_bytes()) {
+        Ok(index) => Some((file.file_path().to_string(), Arc::new(index?))),
+        Err(e) => {
+            tracing::warn!(path = %file.file_path(), error = %e, "written file not indexed; its lookups read Parquet");
+            None
+        }
+    }
 }
 
 impl MergePlan {
@@ -403,6 +437,7 @@ impl MergePlan {
             )
             .await?
         };
+        let index = index_written(t, &data, &rows);
         let deletes = if positions.is_empty() {
             vec![]
         } else {
@@ -424,6 +459,7 @@ impl MergePlan {
             base_files: BTreeSet::new(),
             rows_written: rows.len(),
             rows_deleted: positions.len(),
+            index,
         })
     }
 

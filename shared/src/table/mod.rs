@@ -19,6 +19,7 @@
 //! | [`position_delete`] | writing and reading position-delete files |
 //! | [`lookup`] | finding the live rows of a batch's keys (and full scans) |
 //! | [`file_index`] | a warm container's index of data files: rows on local disk, identity hashes in memory |
+//! | [`delete_cache`] | a warm container's parsed position-delete files |
 //! | [`offsets`] | the consumer group's offset map: snapshot summaries and a table property |
 //! | [`row`] | [`StateRow`] <-> Arrow, canonical JSON |
 //! | [`writer`] | data files (Parquet) |
@@ -55,6 +56,7 @@ pub mod as_of;
 pub mod catalog;
 pub mod commit;
 mod config;
+pub mod delete_cache;
 pub mod expire;
 pub mod file_index;
 pub mod files;
@@ -140,6 +142,8 @@ pub struct StateTable {
     manifests: files::ManifestCache,
     /// Data files' indexes, kept between merges (see `file_index`).
     file_index: file_index::FileIndexCache,
+    /// Parsed position-delete files, kept between merges (see `delete_cache`).
+    deletes: delete_cache::DeleteCache,
     fault: std::sync::Mutex<Option<FaultPoint>>,
     hooks: hooks::Hooks,
     /// The table's properties as this handle opened it (before an adoption commit records
@@ -190,6 +194,7 @@ impl StateTable {
                 limits.max_indexed_rows,
                 limits.max_index_disk_bytes,
             ),
+            deletes: delete_cache::DeleteCache::new(limits.max_cached_delete_positions),
             schema_id: md.current_schema_id(),
             spec_id: md.default_partition_spec_id(),
             cfg,
@@ -211,11 +216,17 @@ impl StateTable {
         self.file_index.usage()
     }
 
+    /// (files, positions) of the position-delete files this handle keeps parsed now.
+    pub fn delete_cache_usage(&self) -> (usize, usize) {
+        self.deletes.usage()
+    }
+
     #[must_use]
     pub fn with_limits(mut self, limits: TableLimits) -> Self {
         self.manifests = files::ManifestCache::new(limits.max_cached_manifests);
         self.file_index =
             file_index::FileIndexCache::new(limits.max_indexed_rows, limits.max_index_disk_bytes);
+        self.deletes = delete_cache::DeleteCache::new(limits.max_cached_delete_positions);
         self.limits = limits;
         self
     }

@@ -31,6 +31,7 @@ use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
+use super::delete_cache::{DeleteCache, DeletedPositions};
 use super::files::LiveFile;
 use super::{ResultExt, TableLimits, writer};
 use crate::error::{Error, ErrorKind, Result};
@@ -147,11 +148,12 @@ pub fn may_target(del: &DataFile, path: &str) -> bool {
 
 /// The deleted positions of the data files `paths`, from the delete files that may target
 /// them; each list sorted. Cost: the partition's position-delete rows (until compaction
-/// folds them away).
+/// folds them away), or none for the files `cache` holds.
 pub async fn read_deleted(
     io: &FileIO,
     deletes: &[LiveFile],
     paths: &HashSet<&str>,
+    cache: Option<&DeleteCache>,
 ) -> Result<HashMap<String, Vec<i64>>> {
     let mut out: HashMap<String, Vec<i64>> = HashMap::new();
     for d in deletes {
@@ -159,31 +161,53 @@ pub async fn read_deleted(
             continue;
         }
         let path = d.file.file_path();
-        let b = super::reader::open(io, path, d.file.file_size_in_bytes(), false, false).await?;
-        let mut stream = b.build().io(|| format!("read {path}"))?;
-        while let Some(batch) = stream.try_next().await.io(|| format!("read {path}"))? {
-            let fp = super::row::utf8_array(&batch, delete_file_path_field().name.as_str())?;
-            let fp = fp.as_string::<i32>();
-            let pos = batch
-                .column_by_name(delete_file_pos_field().name.as_str())
-                .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned())
-                .ok_or_else(|| Error::new(ErrorKind::Io, format!("{path}: no pos column")))?;
-            for i in 0..batch.num_rows() {
-                let p = fp.value(i);
-                if paths.contains(p) {
-                    match out.get_mut(p) {
-                        Some(v) => v.push(pos.value(i)),
-                        None => {
-                            out.insert(p.to_string(), vec![pos.value(i)]);
-                        }
-                    }
+        let parsed = match cache.and_then(|c| c.get(path)) {
+            Some(p) => p,
+            None => {
+                let p = Arc::new(read_file(io, path, d.file.file_size_in_bytes()).await?);
+                if let Some(c) = cache {
+                    c.insert(path, p.clone());
                 }
+                p
+            }
+        };
+        for (data_path, pos) in parsed.iter() {
+            if paths.contains(data_path.as_str()) {
+                out.entry(data_path.clone()).or_default().extend(pos);
             }
         }
     }
     for v in out.values_mut() {
         v.sort_unstable();
         v.dedup();
+    }
+    Ok(out)
+}
+
+/// Every position one delete file names, by data file (each list sorted).
+async fn read_file(io: &FileIO, path: &str, size: u64) -> Result<DeletedPositions> {
+    let mut out = DeletedPositions::new();
+    let b = super::reader::open(io, path, size, false, false).await?;
+    let mut stream = b.build().io(|| format!("read {path}"))?;
+    while let Some(batch) = stream.try_next().await.io(|| format!("read {path}"))? {
+        let fp = super::row::utf8_array(&batch, delete_file_path_field().name.as_str())?;
+        let fp = fp.as_string::<i32>();
+        let pos = batch
+            .column_by_name(delete_file_pos_field().name.as_str())
+            .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned())
+            .ok_or_else(|| Error::new(ErrorKind::Io, format!("{path}: no pos column")))?;
+        for i in 0..batch.num_rows() {
+            let p = fp.value(i);
+            match out.get_mut(p) {
+                Some(v) => v.push(pos.value(i)),
+                None => {
+                    out.insert(p.to_string(), vec![pos.value(i)]);
+                }
+            }
+        }
+    }
+    for v in out.values_mut() {
+        v.sort_unstable();
     }
     Ok(out)
 }

@@ -4,7 +4,8 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow_schema::{DataType, Field, FieldRef};
+use arrow_array::{Int64Array, RecordBatch};
+use arrow_schema::{DataType, Field, FieldRef, Schema};
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -15,7 +16,7 @@ use parquet::arrow::{ParquetRecordBatchStreamBuilder, RowNumber};
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 
 use super::ResultExt;
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 
 /// Name of the virtual row-position column (`pos` of position deletes).
 pub const ROW_POS: &str = "_refold_pos";
@@ -64,6 +65,20 @@ impl AsyncFileReader for FileIoParquetReader {
 
 fn row_pos_field() -> FieldRef {
     Arc::new(Field::new(ROW_POS, DataType::Int64, false).with_extension_type(RowNumber))
+}
+
+/// `batch` (rows `first_pos..` of a data file) with the row position column appended, as
+/// [`open`] reads it with `row_pos`.
+pub fn with_row_pos(batch: &RecordBatch, first_pos: i64) -> Result<RecordBatch> {
+    let mut fields: Vec<FieldRef> = batch.schema().fields().iter().cloned().collect();
+    fields.push(row_pos_field());
+    let mut columns = batch.columns().to_vec();
+    let n = i64::try_from(batch.num_rows()).unwrap_or(i64::MAX);
+    columns.push(Arc::new(Int64Array::from_iter_values(
+        first_pos..first_pos + n,
+    )));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .kind(ErrorKind::Internal, || "row position column".into())
 }
 
 /// Opens a Parquet file of known size. `page_index`: load column/offset indexes (worth it when

@@ -22,41 +22,63 @@ use crate::error::{Error, ErrorKind, Result};
 /// Writes `v` as canonical JSON: object keys sorted by their UTF-8 bytes, no whitespace,
 /// numbers as serde_json prints them. Independent of serde_json's `preserve_order` feature.
 pub fn canonical_json(v: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::with_capacity(64);
     write_canonical(v, &mut out);
-    out
+    into_string(out)
 }
 
-fn write_canonical(v: &Value, out: &mut String) {
+/// [`canonical_json`] of an object, without building a `Value` around it.
+pub fn canonical_object(m: &Map<String, Value>) -> String {
+    let mut out = Vec::with_capacity(64);
+    write_object(m, &mut out);
+    into_string(out)
+}
+
+fn into_string(out: Vec<u8>) -> String {
+    // serde_json writes UTF-8 only; the fallback is never taken.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Writes straight into `out`: this runs for every row of every merge, so no key, number or
+/// string is allocated on the way.
+fn write_canonical(v: &Value, out: &mut Vec<u8>) {
     match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                if let Some(x) = m.get(k) {
-                    write_canonical(x, out);
-                }
-            }
-            out.push('}');
-        }
+        Value::Object(m) => write_object(m, out),
         Value::Array(a) => {
-            out.push('[');
+            out.push(b'[');
             for (i, x) in a.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(x, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        other => out.push_str(&other.to_string()),
+        other => write_json(other, out),
     }
+}
+
+fn write_object(m: &Map<String, Value>, out: &mut Vec<u8>) {
+    let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+    // Already sorted unless serde_json's `preserve_order` is on somewhere in the build.
+    if !entries.is_sorted_by_key(|e| e.0) {
+        entries.sort_unstable_by_key(|e| e.0);
+    }
+    out.push(b'{');
+    for (i, (k, x)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json(k, out);
+        out.push(b':');
+        write_canonical(x, out);
+    }
+    out.push(b'}');
+}
+
+fn write_json<T: serde::Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) {
+    // Writing a string or a scalar into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, v);
 }
 
 /// Converts rows of one table to and from Arrow.
@@ -118,8 +140,7 @@ impl RowCodec {
         match &self.columns {
             StateColumns::Json => {
                 cols.push(Arc::new(StringArray::from_iter_values(
-                    rows.iter()
-                        .map(|r| canonical_json(&Value::Object(r.state.clone()))),
+                    rows.iter().map(|r| canonical_object(&r.state)),
                 )));
             }
             StateColumns::Typed(decl) => {
@@ -388,4 +409,24 @@ pub(crate) fn utf8_array(b: &RecordBatch, name: &str) -> Result<ArrayRef> {
 
 fn utf8(b: &RecordBatch, name: &str) -> Result<StringArray> {
     Ok(utf8_array(b, name)?.as_string::<i32>().clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_depth_and_escapes_like_serde_json() {
+        let v: Value = serde_json::from_str(
+            r#"{"b":[1,"x\"y\n",{"d":true,"c":null}],"a":{"z":-2.5,"é":1.5}}"#,
+        )
+        .unwrap_or_default();
+        let want = r#"{"a":{"z":-2.5,"é":1.5},"b":[1,"x\"y\n",{"c":null,"d":true}]}"#;
+        assert_eq!(canonical_json(&v), want);
+        let Value::Object(m) = &v else {
+            panic!("not an object")
+        };
+        assert_eq!(canonical_object(m), want);
+        assert_eq!(canonical_json(&Value::from("\u{1}")), r#""\u0001""#);
+    }
 }
