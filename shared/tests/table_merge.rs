@@ -213,6 +213,28 @@ async fn every_snapshot_carries_the_whole_groups_offsets() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Internal, "{err}");
+    // And two rows for one key, with another key's row between them.
+    let keys = [
+        ("a".to_string(), "k1".to_string()),
+        ("a".to_string(), "k2".to_string()),
+    ];
+    let err = t
+        .merge_batch(2, &keys, async |_, _| {
+            let row = |key: &str, offset: i64| {
+                let mut r = apply(None, &ev("a", key, 2, offset, 1));
+                r.source_partition = 2;
+                r
+            };
+            Ok(refold::table::FoldedBatch {
+                rows: vec![row("k1", 10), row("k2", 11), row("k1", 12)],
+                next_offset: 13,
+                extra_summary: BTreeMap::new(),
+            })
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Internal, "{err}");
+    assert!(err.to_string().contains("two rows"), "{err}");
     assert_eq!(
         t.committed_offsets().await.unwrap(),
         BTreeMap::from([(0, 5), (1, 7), (2, 10)])

@@ -189,15 +189,20 @@ impl StateTable {
         let t_fold = Instant::now();
         st.timings.lookup_ms = ms(t_lookup, t_fold);
         let mut priors: HashMap<Identity, StateRow> = HashMap::with_capacity(found.len());
-        let mut located: HashMap<Identity, Vec<(String, i64)>> =
-            HashMap::with_capacity(found.len());
+        // Sorted by identity, as the fold's rows will be: the write pairs them in one pass.
+        let mut located: Vec<(Identity, Vec<(String, i64)>)> = Vec::with_capacity(found.len());
         for (id, f) in found {
             let mut at = vec![(f.file_path, f.pos)];
             at.extend(f.superseded);
-            located.insert(id.clone(), at);
+            located.push((id.clone(), at));
             priors.insert(id, f.row);
         }
-        let folded = fold(committed, &priors).await?;
+        located.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut folded = fold(committed, &priors).await?;
+        drop(priors);
+        folded
+            .rows
+            .sort_unstable_by(|a, b| (&a.tenant_id, &a.key).cmp(&(&b.tenant_id, &b.key)));
         let t_write = Instant::now();
         st.timings.fold_ms = ms(t_fold, t_write);
         if !check_folded(&folded, committed, st.partition, &st.keys, &self.limits)? {
@@ -318,11 +323,42 @@ pub(crate) fn check_folded(
     check_rows(&folded.rows, partition, keys)
 }
 
-/// Each row of the batch's partition, of a batch key, once.
-fn check_rows(rows: &[StateRow], partition: i32, keys: &HashSet<Identity>) -> Result<bool> {
-    let mut seen = HashSet::with_capacity(rows.len());
+/// The positions of the live rows that `rows` replace; both sorted by identity.
+fn replaced_positions(
+    rows: &[StateRow],
+    located: &[(Identity, Vec<(String, i64)>)],
+) -> Vec<(String, i64)> {
+    debug_assert!(located.is_sorted_by(|a, b| a.0 <= b.0));
+    let mut out = Vec::with_capacity(located.len());
+    let mut at = 0;
     for r in rows {
-        let id = (r.tenant_id.clone(), r.key.clone());
+        let id = (r.tenant_id.as_str(), r.key.as_str());
+        while at < located.len() && (located[at].0.0.as_str(), located[at].0.1.as_str()) < id {
+            at += 1;
+        }
+        if let Some((l, found)) = located.get(at)
+            && (l.0.as_str(), l.1.as_str()) == id
+        {
+            out.extend(found.iter().cloned());
+        }
+    }
+    out
+}
+
+/// Each row (sorted by identity) of the batch's partition, of a batch key, once.
+fn check_rows(rows: &[StateRow], partition: i32, keys: &HashSet<Identity>) -> Result<bool> {
+    let mut batch_keys: Vec<(&str, &str)> =
+        keys.iter().map(|(t, k)| (t.as_str(), k.as_str())).collect();
+    batch_keys.sort_unstable();
+    let mut prev: Option<(&str, &str)> = None;
+    for r in rows {
+        let id = (r.tenant_id.as_str(), r.key.as_str());
+        if prev.is_some_and(|p| p > id) {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "fold rows reached the check unsorted",
+            ));
+        }
         if r.source_partition != partition {
             return Err(Error::new(
                 ErrorKind::Internal,
@@ -332,18 +368,19 @@ fn check_rows(rows: &[StateRow], partition: i32, keys: &HashSet<Identity>) -> Re
                 ),
             ));
         }
-        if !keys.contains(&id) {
+        if batch_keys.binary_search(&id).is_err() {
             return Err(Error::new(
                 ErrorKind::Internal,
                 format!("fold returned a row for {id:?}, not a key of the batch"),
             ));
         }
-        if !seen.insert(id) {
+        if prev == Some(id) {
             return Err(Error::new(
                 ErrorKind::Internal,
-                format!("fold returned two rows for {:?}", r.identity()),
+                format!("fold returned two rows for {id:?}"),
             ));
         }
+        prev = Some(id);
     }
     Ok(true)
 }
@@ -410,20 +447,15 @@ impl MergePlan {
         partition: i32,
         committed: i64,
         folded: FoldedBatch,
-        located: &HashMap<Identity, Vec<(String, i64)>>,
+        located: &[(Identity, Vec<(String, i64)>)],
     ) -> Result<Self> {
         let started = Instant::now();
-        let mut rows = folded.rows;
-        rows.sort_by(|a, b| (&a.tenant_id, &a.key).cmp(&(&b.tenant_id, &b.key)));
+        let rows = folded.rows;
+        debug_assert!(rows.is_sorted_by(|a, b| (&a.tenant_id, &a.key) <= (&b.tenant_id, &b.key)));
         // Every live version of the rows being replaced (more than one only after another
         // writer added a row for the same key).
-        let mut positions: Vec<(String, i64)> = rows
-            .iter()
-            .filter_map(|r| located.get(&(r.tenant_id.clone(), r.key.clone())))
-            .flatten()
-            .cloned()
-            .collect();
-        positions.sort();
+        let mut positions = replaced_positions(&rows, located);
+        positions.sort_unstable();
         let data = if rows.is_empty() {
             vec![]
         } else {
