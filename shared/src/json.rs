@@ -116,7 +116,61 @@ pub fn kind(v: &Value) -> &'static str {
 
 /// Compact JSON text of `v` (as serde_json writes it: duplicate keys keep the last).
 pub fn to_text(v: &Value) -> String {
-    to_value(v).to_string()
+    let mut out = Vec::with_capacity(128);
+    write_text(Json::of(v), &mut out);
+    // Only UTF-8 is written (keys and strings come from `&str`); the fallback is never taken.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Writes what `to_value(v).to_string()` would, without building the `serde_json::Value`
+/// (the archive writes every event's data this way): keys sorted (serde_json's map), the
+/// last occurrence of a duplicate key, numbers and strings through serde_json itself.
+fn write_text(v: Json<'_>, out: &mut Vec<u8>) {
+    match v {
+        Json::Null => out.extend_from_slice(b"null"),
+        Json::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
+        Json::Int(i) => write_serde(&serde_json::Number::from(i), out),
+        Json::Float(f) => match serde_json::Number::from_f64(f) {
+            Some(n) => write_serde(&n, out),
+            None => out.extend_from_slice(b"null"),
+        },
+        Json::Str(s) => write_serde(s, out),
+        Json::Array(items) => {
+            out.push(b'[');
+            for (i, x) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_text(Json::of(x), out);
+            }
+            out.push(b']');
+        }
+        Json::Object(fields) => {
+            let mut entries: Vec<(&str, &Value)> = fields.iter().collect();
+            // Stable: of equal keys the last in the document stays last, and wins below.
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            let mut first = true;
+            for (i, (k, x)) in entries.iter().enumerate() {
+                if entries.get(i + 1).is_some_and(|next| next.0 == *k) {
+                    continue;
+                }
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                write_serde(k, out);
+                out.push(b':');
+                write_text(Json::of(x), out);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+fn write_serde<T: serde::Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) {
+    // Writing a number or a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, v);
 }
 
 /// Why a text is not JSON, and where (byte offset into the input).

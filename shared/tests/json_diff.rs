@@ -188,6 +188,13 @@ fn agree(bytes: &[u8]) -> Result<(), TestCaseError> {
     match (mine, theirs) {
         (Ok(mine), Ok(theirs)) => {
             prop_assert_eq!(norm(&json::to_value(&mine)), norm(&theirs), "{}", text);
+            // The text refold archives is serde_json's own writing of that value.
+            prop_assert_eq!(
+                json::to_text(&mine),
+                json::to_value(&mine).to_string(),
+                "{}",
+                text
+            );
             // The nesting pre-check is exact on JSON.
             let d = depth(&mine);
             prop_assert!(json::nesting_within(bytes, d), "depth {} in {}", d, text);

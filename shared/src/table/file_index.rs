@@ -8,11 +8,14 @@
 //! the rows stored row by row; local disk (Lambda's `/tmp`) holds them for as long as the
 //! container lives, like Paimon's local lookup files.
 //!
-//! Data files never change once written (Iceberg), so the index of one file is built once,
-//! on its second lookup (the first reads Parquet: a container may never see a third), and
-//! stays true for as long as the file lives: nothing needs
-//! refreshing when new snapshots come. A new file (this writer's or another's) is indexed on
-//! its second lookup; files a compaction replaced are no longer looked up and age out. Deletes
+//! Data files never change once written (Iceberg), so the index of one file is built once and
+//! stays true for as long as the file lives: nothing needs refreshing when new snapshots
+//! come. A file this handle's merge wrote is indexed from the rows in hand as the merge
+//! commits; any other file (another writer's, a compaction's, one from before the container
+//! started) on its second lookup (the first reads Parquet: a container may never see a
+//! third). Files a compaction replaced are no longer looked up and age out; when a budget is
+//! full, smaller files go before larger ones (re-reading the compacted file is the dearest
+//! miss). Deletes
 //! are not in the index (they change with every merge): the lookup drops the rows whose
 //! position the current position deletes name. Every row read is checked for its (tenant,
 //! key): a hash collision costs one row read, never a wrong row.

@@ -4,11 +4,13 @@
 //! (physical rows: live ones plus those deleted since the last compaction):
 //! - the partition's manifests only (`files::live_files` prunes by partition summary);
 //! - the partition's position-delete rows, only from delete files whose `file_path` bounds
-//!   can name a candidate data file (compaction folds them away);
+//!   can name a candidate data file (compaction folds them away); a warm handle parses each
+//!   delete file once (`delete_cache`);
 //! - per data file whose (tenant, key) bounds can hold a batch identity, either
 //!   - its index (`file_index`, a warm container's): K hash probes and K row reads from
-//!     local disk, no Parquet at all; the second lookup of a file builds its index by
-//!     reading the whole file once;
+//!     local disk, no Parquet at all, split over the cores for a large file; a file this
+//!     handle wrote is indexed from the rows in hand as its merge commits ([`index_rows`]),
+//!     any other file on its second lookup, by reading it once;
 //!   - or, for a file the index's budgets leave out: its footer, then the row groups whose
 //!     (tenant, key) min/max can hold a batch identity, their tenant and key columns to find
 //!     the matches, then the matches' full rows through a row selection. K random keys over N
