@@ -313,17 +313,26 @@ async fn read_indexed<'f>(
             let range = start..(start + per_part).min(hashes.len());
             let (index, h, del, path) = (index.clone(), hashes.clone(), del.clone(), path.clone());
             let (codec, want) = (codec.clone(), want.clone());
-            reads.push(tokio::task::spawn_blocking(move || {
+            reads.push(move || {
                 let rows = index.rows_of(&h[range])?;
                 kept_rows(&codec, &rows, &path, &del, &want)
-            }));
+            });
         }
     }
+    // At most one read per core at a time: a partition of many small files must not start a
+    // blocking thread per file.
+    let results: Vec<Result<Vec<Found>>> = futures::stream::iter(reads)
+        .map(|read| async move {
+            tokio::task::spawn_blocking(read).await.unwrap_or_else(|e| {
+                Err(Error::new(ErrorKind::Internal, "key index read failed").with_source(e))
+            })
+        })
+        .buffer_unordered(threads)
+        .collect()
+        .await;
     let mut found = vec![];
-    for r in futures::future::join_all(reads).await {
-        found.extend(r.unwrap_or_else(|e| {
-            Err(Error::new(ErrorKind::Internal, "key index read failed").with_source(e))
-        })?);
+    for r in results {
+        found.extend(r?);
     }
     Ok((found, rest))
 }
