@@ -118,7 +118,11 @@ pub fn kind(v: &Value) -> &'static str {
 pub fn to_text(v: &Value) -> String {
     let mut out = Vec::with_capacity(128);
     write_text(Json::of(v), &mut out);
-    // Only UTF-8 is written (keys and strings come from `&str`); the fallback is never taken.
+    utf8_text(out)
+}
+
+/// Text written by serde_json or from `&str`s: always UTF-8, so the fallback is never taken.
+pub(crate) fn utf8_text(out: Vec<u8>) -> String {
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
@@ -168,7 +172,8 @@ fn write_text(v: Json<'_>, out: &mut Vec<u8>) {
     }
 }
 
-fn write_serde<T: serde::Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) {
+/// Appends serde_json's compact text of `v` (a number, a string: no allocation of its own).
+pub(crate) fn write_serde<T: serde::Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) {
     // Writing a number or a string into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, v);
 }

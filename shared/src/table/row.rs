@@ -24,19 +24,14 @@ use crate::error::{Error, ErrorKind, Result};
 pub fn canonical_json(v: &Value) -> String {
     let mut out = Vec::with_capacity(64);
     write_canonical(v, &mut out);
-    into_string(out)
+    crate::json::utf8_text(out)
 }
 
 /// [`canonical_json`] of an object, without building a `Value` around it.
 pub fn canonical_object(m: &Map<String, Value>) -> String {
     let mut out = Vec::with_capacity(64);
     write_object(m, &mut out);
-    into_string(out)
-}
-
-fn into_string(out: Vec<u8>) -> String {
-    // serde_json writes UTF-8 only; the fallback is never taken.
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    crate::json::utf8_text(out)
 }
 
 /// Writes straight into `out`: this runs for every row of every merge, so no key, number or
@@ -54,7 +49,7 @@ fn write_canonical(v: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        other => write_json(other, out),
+        other => crate::json::write_serde(other, out),
     }
 }
 
@@ -69,16 +64,11 @@ fn write_object(m: &Map<String, Value>, out: &mut Vec<u8>) {
         if i > 0 {
             out.push(b',');
         }
-        write_json(k, out);
+        crate::json::write_serde(k, out);
         out.push(b':');
         write_canonical(x, out);
     }
     out.push(b'}');
-}
-
-fn write_json<T: serde::Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) {
-    // Writing a string or a scalar into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, v);
 }
 
 /// Converts rows of one table to and from Arrow.
