@@ -6,19 +6,21 @@
 #      oracle, and bench/py/fold_lean.py, json.loads and the fold with no checks) over the same
 #      order stream (events/gen_orders.py, 302,000 lines): wall time, peak RSS.
 #   2. fold-batch end to end (ESM payload in, committed table out; functions/fold-batch
-#      benches/e2e.rs) at 10 k and 1 M keys, 10,000-event batches, on the local filesystem
-#     ; the Python way (bench/py/fold_batch_py.py:
-#      seed fold + PyIceberg upsert) on 1,000-event batches of the same generator.
+#      benches/e2e.rs) at 10 k and 1 M keys, 10,000-event batches, with the table on the
+#      local filesystem and on local S3 (moto, started here by scripts/stack.sh; SQLite
+#      catalog on both sides); the Python way (bench/py/fold_batch_py.py: seed fold +
+#      PyIceberg upsert) on 1,000-event batches of the same generator, on the same stores.
 #   3. The state table's merge alone (`cargo bench --workspace --bench table`).
-#   4. Cold start against a Runtime API stand-in and zip size, per function binary built
-#      with the size-tuned `lambda` profile.
+#   4. Cold start against a Runtime API stand-in (init, and init + first invocation) and
+#      zip size, for each of the four functions built with the size-tuned `lambda` profile.
 #   5. Cost per million events on Lambda arm64, from measured CPU time and peak memory.
 #
 # Knobs: REFOLD_BENCH_DIR (default /tmp/refold-bench), REFOLD_BENCH_SIZES (keys, default
 # "10000 1000000"), REFOLD_BENCH_BATCHES (warm 10k-event batches per size, default 7),
 # REFOLD_BENCH_PY_BATCHES (default 3), REFOLD_BENCH_LINES (default 302000),
-# REFOLD_BENCH_SKIP (words: fold e2e py table cold), REFOLD_BENCH_APPEND=1 (add to the
-# results of an earlier run in the same REFOLD_BENCH_DIR instead of starting afresh).
+# REFOLD_BENCH_STORES (default "fs s3"), REFOLD_BENCH_SKIP (words: fold e2e py table
+# cold), REFOLD_BENCH_APPEND=1 (add to the results of an earlier run in the same
+# REFOLD_BENCH_DIR instead of starting afresh).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,6 +32,7 @@ SIZES="${REFOLD_BENCH_SIZES:-10000 1000000}"
 BATCHES="${REFOLD_BENCH_BATCHES:-7}"
 PY_BATCHES="${REFOLD_BENCH_PY_BATCHES:-3}"
 LINES="${REFOLD_BENCH_LINES:-302000}"
+STORES="${REFOLD_BENCH_STORES:-fs s3}"
 SKIP=" ${REFOLD_BENCH_SKIP:-} "
 OUT="$DIR/results.jsonl"
 PIPELINE="$ROOT/pipelines/order-events-pipeline.yaml"
@@ -49,7 +52,8 @@ log "building (release; the lambda profile for the functions)"
 cargo build --release -q --workspace --bins
 cargo bench -q --workspace --bench e2e --no-run 2>/dev/null
 E2E="$(ls -t "$CARGO_TARGET_DIR"/release/deps/e2e-* | grep -v '\.d$' | head -1)"
-if want cold; then cargo build -q --profile lambda -p fold-batch -p snapshot-compactor; fi
+FUNCTIONS="fold-batch snapshot-compactor replay-api replay-worker"
+if want cold; then cargo build -q --profile lambda $(printf -- '-p %s ' $FUNCTIONS); fi
 
 # timed OUTFILE CMD...: runs CMD (stdout to OUTFILE, stderr dropped), prints
 # {"s": wall seconds, "cpu_s": user + system, "rss_kb": peak RSS}.
@@ -77,26 +81,60 @@ if want fold; then
 fi
 
 # --- 2. fold-batch end to end, and the Python way ------------------------------------------
+# Local S3: moto on a free port of 127.0.0.1 (stopped on exit), one bucket; both sides keep
+# their SQLite catalog on the local filesystem, so the stores differ only in where the
+# table's files are.
+S3_ENV=()
+PY_S3=()
+if [[ " $STORES " == *" s3 "* ]] && { want e2e || want py; }; then
+  STACK="$DIR/stack"
+  trap 'scripts/stack.sh down "$STACK" >/dev/null 2>&1 || true' EXIT
+  scripts/stack.sh up "$STACK" s3 >/dev/null
+  S3="$(sed -n 's|^REFOLD_S3_ENDPOINT=||p' "$STACK/stack.env")"
+  curl -fsS -X PUT "$S3/refold-bench" >/dev/null
+  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+  log "local S3 (moto) at $S3"
+fi
+
+# store_env STORE KEYS WORKDIR: the e2e bench's environment for a table on STORE.
+store_env() {
+  if [ "$1" = s3 ]; then
+    echo "REFOLD_S3_ENDPOINT=$S3" "REFOLD_WAREHOUSE=s3://refold-bench/e2e-$2" \
+      "REFOLD_CATALOG_URI=sqlite:$3/catalog.db" "REFOLD_DEAD_LETTER=s3://refold-bench/dl-$2"
+  fi
+}
+
 if want e2e; then
-  for keys in $SIZES; do
-    d="$DIR/e2e-$keys"
-    "$PY" bench/py/esm_payloads.py "$d/esm" --keys "$keys" --events 10000 --batches $(( BATCHES + 1 ))
-    log "fold-batch: loading $keys keys"
-    # MALLOC_ARENA_MAX: the functions' environment as deployed (infra/template.yaml).
-    MALLOC_ARENA_MAX=2 "$E2E" load "$d" "$keys"
-    log "fold-batch: 1 + $BATCHES batches of 10,000 events into $keys keys"
-    MALLOC_ARENA_MAX=2 "$E2E" run "$d" "$d"/esm/batch-*.json | while read -r line; do
-      record "{\"what\":\"e2e\",\"who\":\"refold\",\"store\":\"fs\",\"keys\":$keys,\"r\":$line}"
+  for store in $STORES; do
+    for keys in $SIZES; do
+      d="$DIR/e2e-$store-$keys"
+      mkdir -p "$d"
+      "$PY" bench/py/esm_payloads.py "$d/esm" --keys "$keys" --events 10000 --batches $(( BATCHES + 1 ))
+      log "fold-batch ($store): loading $keys keys"
+      # MALLOC_ARENA_MAX: the functions' environment as deployed (infra/template.yaml).
+      # shellcheck disable=SC2046  # store_env prints whole KEY=VALUE words
+      env MALLOC_ARENA_MAX=2 $(store_env "$store" "$keys" "$d") "$E2E" load "$d" "$keys"
+      log "fold-batch ($store): 1 + $BATCHES batches of 10,000 events into $keys keys"
+      # shellcheck disable=SC2046
+      env MALLOC_ARENA_MAX=2 $(store_env "$store" "$keys" "$d") "$E2E" run "$d" "$d"/esm/batch-*.json \
+        | while read -r line; do
+          record "{\"what\":\"e2e\",\"who\":\"refold\",\"store\":\"$store\",\"keys\":$keys,\"r\":$line}"
+        done
     done
   done
 fi
 if want py; then
-  for keys in $SIZES; do
-    d="$DIR/py-$keys"
-    "$PY" bench/py/esm_payloads.py "$d/esm" --keys "$keys" --events 1000 --batches "$PY_BATCHES"
-    log "Python way: $PY_BATCHES batches of 1,000 events into $keys keys (PyIceberg upsert)"
-    "$PY" bench/py/fold_batch_py.py "$d/work" --keys "$keys" "$d"/esm/batch-*.json | while read -r line; do
-      record "{\"what\":\"e2e\",\"who\":\"python\",\"store\":\"fs\",\"keys\":$keys,\"r\":$line}"
+  for store in $STORES; do
+    for keys in $SIZES; do
+      d="$DIR/py-$store-$keys"
+      "$PY" bench/py/esm_payloads.py "$d/esm" --keys "$keys" --events 1000 --batches "$PY_BATCHES"
+      log "Python way ($store): $PY_BATCHES batches of 1,000 events into $keys keys (PyIceberg upsert)"
+      where=()
+      [ "$store" = s3 ] && where=(--warehouse "s3://refold-bench/py-$keys" --s3-endpoint "$S3")
+      "$PY" bench/py/fold_batch_py.py "$d/work" --keys "$keys" ${where[@]+"${where[@]}"} "$d"/esm/batch-*.json \
+        | while read -r line; do
+          record "{\"what\":\"e2e\",\"who\":\"python\",\"store\":\"$store\",\"keys\":$keys,\"r\":$line}"
+        done
     done
   done
 fi
@@ -108,19 +146,29 @@ if want table; then
 fi
 
 # --- 4. cold start and zip size -------------------------------------------------------------
+# Each function on the local warehouse, with an event it handles without a broker or a
+# Lambda endpoint: fold-batch an ESM batch, snapshot-compactor its schedule (one maintenance
+# pass), replay-api `GET .../replays`, replay-worker a promotion of a replay that does not
+# exist (answered with an error after looking it up: --error-ends-run).
 if want cold; then
   cs="$DIR/cold"
   mkdir -p "$cs"
   "$PY" bench/py/esm_payloads.py "$cs/esm" --keys 0 --events 10 --batches 1
   envs=(--env "REFOLD_PIPELINE=$PIPELINE" --env "KAFKA_CONNECTION=$KAFKA_CONNECTION"
-        --env "REFOLD_WAREHOUSE=$cs/warehouse")
-  for f in fold-batch snapshot-compactor; do
+        --env "REFOLD_WAREHOUSE=$cs/warehouse" --env "REFOLD_REPLAY_WORKER_FUNCTION=replay-worker"
+        --env "AWS_ACCESS_KEY_ID=testing" --env "AWS_SECRET_ACCESS_KEY=testing")
+  for f in $FUNCTIONS; do
     bin="$CARGO_TARGET_DIR/lambda/$f"
-    event="$cs/esm/batch-000.json"
-    [ "$f" = snapshot-compactor ] && event="events/eventbridge/schedule.json"
+    extra=()
+    case $f in
+      fold-batch) event="$cs/esm/batch-000.json" ;;
+      snapshot-compactor) event="events/eventbridge/schedule.json" ;;
+      replay-api) event="events/apigw/list-replays.json" ;;
+      replay-worker) event="events/replay-worker/promote-unknown.json"; extra=(--error-ends-run) ;;
+    esac
     # The first run creates the table; the measured runs open it, as a real cold start does.
-    "$PY" bench/py/cold_start.py "$bin" "$event" --runs 1 "${envs[@]}" >/dev/null
-    r=$("$PY" bench/py/cold_start.py "$bin" "$event" --runs 7 "${envs[@]}")
+    "$PY" bench/py/cold_start.py "$bin" "$event" --runs 1 "${envs[@]}" ${extra[@]+"${extra[@]}"} >/dev/null
+    r=$("$PY" bench/py/cold_start.py "$bin" "$event" --runs 7 "${envs[@]}" ${extra[@]+"${extra[@]}"})
     rm -rf "$cs/zip" && mkdir -p "$cs/zip" && cp "$bin" "$cs/zip/bootstrap"
     (cd "$cs/zip" && zip -q -9 "$f.zip" bootstrap)
     record "{\"what\":\"cold\",\"fn\":\"$f\",\"binary_bytes\":$(stat -c %s "$bin"),\"zip_bytes\":$(stat -c %s "$cs/zip/$f.zip"),\"r\":$r}"

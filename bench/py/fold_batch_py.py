@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """fold-batch the way a Python team would write it: the baseline of `make bench`.
 
-    fold_batch_py.py WORKDIR --keys N PAYLOAD.json [PAYLOAD.json ...]
+    fold_batch_py.py WORKDIR --keys N [--warehouse s3://B/P --s3-endpoint URL] PAYLOAD.json...
 
 A Lambda-style handler per ESM payload: decode the records (base64, the envelope validated
 by the seed oracle's own rules, tests/py/seed_fold.py), group by (tenant_id, order_id) in
@@ -9,7 +9,9 @@ offset order, read the keys' prior states from the table (a PyIceberg scan filte
 batch's keys), fold with the seed pipeline's own Python fold (CPython `exec`, as
 seed_fold.py runs it), and merge with PyIceberg's `Table.upsert` into an Iceberg table of
 the same layout as refold's (identifier fields tenant_id + order_id, state as a JSON string,
-partitioned by source_partition), in a SQL (SQLite) catalog on the local filesystem.
+partitioned by source_partition), in a SQL (SQLite) catalog in WORKDIR; the table's files
+in WORKDIR/warehouse, or with --warehouse on S3 (--s3-endpoint: moto, path-style; the
+credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_REGION).
 
 The table is first loaded with N keys (one append). Prints one JSON line per payload:
 {"events": E, "ms": wall, "cpu_ms": process CPU time, "peak_rss_kb": k}.
@@ -63,9 +65,15 @@ ARROW = pa.schema([
 ])
 
 
-def open_table(workdir):
+def open_table(workdir, warehouse, s3_endpoint):
+    props = {}
+    if s3_endpoint:
+        props = {"s3.endpoint": s3_endpoint,
+                 "s3.access-key-id": os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
+                 "s3.secret-access-key": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
+                 "s3.region": os.environ.get("AWS_REGION", "us-east-1")}
     catalog = SqlCatalog("bench", uri=f"sqlite:///{workdir}/catalog.db",
-                         warehouse=f"file://{workdir}/warehouse")
+                         warehouse=warehouse or f"file://{workdir}/warehouse", **props)
     catalog.create_namespace_if_not_exists("bench")
     spec = PartitionSpec(PartitionField(4, 1000, IdentityTransform(), "source_partition"))
     return catalog.create_table("bench.orders", SCHEMA, partition_spec=spec)
@@ -150,12 +158,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("workdir")
     ap.add_argument("--keys", type=int, required=True)
+    ap.add_argument("--warehouse", help="s3://bucket/prefix (default: WORKDIR/warehouse)")
+    ap.add_argument("--s3-endpoint", help="S3 endpoint URL (moto)")
     ap.add_argument("payloads", nargs="+")
     a = ap.parse_args()
     os.makedirs(a.workdir, exist_ok=True)
     source, key_field, event_types = seed_fold.load_pipeline(PIPELINE)
     fold = seed_fold.compile_fold(source)
-    table = open_table(a.workdir)
+    table = open_table(a.workdir, a.warehouse, a.s3_endpoint)
     load(table, a.keys)
     for path in a.payloads:
         with open(path, "rb") as fh:
