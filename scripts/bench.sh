@@ -18,7 +18,9 @@
 # Knobs: REFOLD_BENCH_DIR (default /tmp/refold-bench), REFOLD_BENCH_SIZES (keys, default
 # "10000 1000000"), REFOLD_BENCH_BATCHES (warm 10k-event batches per size, default 7),
 # REFOLD_BENCH_PY_BATCHES (default 3), REFOLD_BENCH_LINES (default 302000),
-# REFOLD_BENCH_STORES (default "fs s3"), REFOLD_BENCH_SKIP (words: fold e2e py table
+# REFOLD_BENCH_STORES (default "fs s3"), REFOLD_BENCH_COLD_PROFILE (the functions' build for
+# cold start and zip size: `lambda`, the default, or `release`, stripped here: a quicker
+# build when the lambda profile's is not cached), REFOLD_BENCH_SKIP (words: fold e2e py table
 # cold), REFOLD_BENCH_APPEND=1 (add to the results of an earlier run in the same
 # REFOLD_BENCH_DIR instead of starting afresh).
 set -euo pipefail
@@ -33,6 +35,7 @@ BATCHES="${REFOLD_BENCH_BATCHES:-7}"
 PY_BATCHES="${REFOLD_BENCH_PY_BATCHES:-3}"
 LINES="${REFOLD_BENCH_LINES:-302000}"
 STORES="${REFOLD_BENCH_STORES:-fs s3}"
+COLD_PROFILE="${REFOLD_BENCH_COLD_PROFILE:-lambda}"
 SKIP=" ${REFOLD_BENCH_SKIP:-} "
 OUT="$DIR/results.jsonl"
 PIPELINE="$ROOT/pipelines/order-events-pipeline.yaml"
@@ -53,7 +56,9 @@ cargo build --release -q --workspace --bins
 cargo bench -q --workspace --bench e2e --no-run 2>/dev/null
 E2E="$(ls -t "$CARGO_TARGET_DIR"/release/deps/e2e-* | grep -v '\.d$' | head -1)"
 FUNCTIONS="fold-batch snapshot-compactor replay-api replay-worker"
-if want cold; then cargo build -q --profile lambda $(printf -- '-p %s ' $FUNCTIONS); fi
+if want cold && [ "$COLD_PROFILE" != release ]; then
+  cargo build -q --profile "$COLD_PROFILE" $(printf -- '-p %s ' $FUNCTIONS)
+fi
 
 # timed OUTFILE CMD...: runs CMD (stdout to OUTFILE, stderr dropped), prints
 # {"s": wall seconds, "cpu_s": user + system, "rss_kb": peak RSS}.
@@ -157,8 +162,11 @@ if want cold; then
   envs=(--env "REFOLD_PIPELINE=$PIPELINE" --env "KAFKA_CONNECTION=$KAFKA_CONNECTION"
         --env "REFOLD_WAREHOUSE=$cs/warehouse" --env "REFOLD_REPLAY_WORKER_FUNCTION=replay-worker"
         --env "AWS_ACCESS_KEY_ID=testing" --env "AWS_SECRET_ACCESS_KEY=testing")
+  mkdir -p "$cs/bin"
   for f in $FUNCTIONS; do
-    bin="$CARGO_TARGET_DIR/lambda/$f"
+    bin="$cs/bin/$f"
+    cp "$CARGO_TARGET_DIR/$COLD_PROFILE/$f" "$bin"
+    strip "$bin"
     extra=()
     case $f in
       fold-batch) event="$cs/esm/batch-000.json" ;;
@@ -171,7 +179,7 @@ if want cold; then
     r=$("$PY" bench/py/cold_start.py "$bin" "$event" --runs 7 "${envs[@]}" ${extra[@]+"${extra[@]}"})
     rm -rf "$cs/zip" && mkdir -p "$cs/zip" && cp "$bin" "$cs/zip/bootstrap"
     (cd "$cs/zip" && zip -q -9 "$f.zip" bootstrap)
-    record "{\"what\":\"cold\",\"fn\":\"$f\",\"binary_bytes\":$(stat -c %s "$bin"),\"zip_bytes\":$(stat -c %s "$cs/zip/$f.zip"),\"r\":$r}"
+    record "{\"what\":\"cold\",\"fn\":\"$f\",\"profile\":\"$COLD_PROFILE\",\"binary_bytes\":$(stat -c %s "$bin"),\"zip_bytes\":$(stat -c %s "$cs/zip/$f.zip"),\"r\":$r}"
   done
 fi
 

@@ -133,7 +133,7 @@ def main():
         add(f"| cold start `{r['fn']}`: init + first invocation (-> its answer) | {p50} ms "
             f"(min {c.get('min_ms')}, max {c.get('max_ms')}) | target <= 50 ms | "
             f"{verdict(p50, 50)} |")
-        add(f"| zip `{r['fn']}` (lambda profile, host arch, stripped) | "
+        add(f"| zip `{r['fn']}` ({r.get('profile', 'lambda')} profile, host arch, stripped) | "
             f"{r['zip_bytes'] / 2**20:.1f} MiB (binary {r['binary_bytes'] / 2**20:.1f} MiB) | "
             f"target <= 10 MiB | {'met' if r['zip_bytes'] <= 10 * 2**20 else 'over'} |")
     print("\n".join(out))

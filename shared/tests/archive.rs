@@ -8,12 +8,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use refold::batch::CompiledPipeline;
 use refold::dead_letter::LocalDeadLetters;
 use refold::engine::BatchProcessor;
 use refold::record::SourceRecord;
+use refold::table::hooks::{HookFn, HookPoint};
 use refold::table::{CatalogConfig, FaultPoint};
 use serde_json::json;
 
@@ -223,6 +225,49 @@ async fn the_archive_holds_each_valid_envelope_once_under_redelivery_and_crashes
         assert_eq!(a, b, "offset {}", e.kafka_offset);
         assert_eq!(e.to_record().key, rec.key);
     }
+}
+
+/// The archive's append runs beside the state merge, yet the state commit waits for the
+/// archive's. Forced: the archive's commit is held until the state merge reaches its own
+/// commit (or 3 s pass); a state commit that did not wait would get there first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_commit_waits_for_the_archive_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let dl = Arc::new(LocalDeadLetters::new(dir.path().join("dead-letters")));
+    let catalog = CatalogConfig::embedded(dir.path()).unwrap();
+    let p = BatchProcessor::open(pipeline(), catalog, dl).await.unwrap();
+    let log = Arc::new(Mutex::new(Vec::<&'static str>::new()));
+    let state_at_commit = Arc::new(tokio::sync::Notify::new());
+    let (l, reached) = (log.clone(), state_at_commit.clone());
+    let hold_archive: HookFn = Arc::new(move |_, _| {
+        let (l, reached) = (l.clone(), reached.clone());
+        Box::pin(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(3), reached.notified()).await;
+            l.lock().unwrap().push("archive commit");
+        })
+    });
+    p.archive()
+        .unwrap()
+        .set_hook(HookPoint::ArchiveBeforeCommit, Some(hold_archive));
+    let (l, reached) = (log.clone(), state_at_commit.clone());
+    let state: HookFn = Arc::new(move |_, _| {
+        let (l, reached) = (l.clone(), reached.clone());
+        Box::pin(async move {
+            l.lock().unwrap().push("state commit");
+            reached.notify_one();
+        })
+    });
+    p.table()
+        .set_hook(HookPoint::MergeBeforeCommit, Some(state));
+
+    let r = p.process(batch(0, 0, 20), vec![]).await.unwrap();
+    assert_eq!(r.archived, want(0, 0, 20).len());
+    assert_eq!(*log.lock().unwrap(), ["archive commit", "state commit"]);
+    let archive = p.archive().unwrap();
+    assert_eq!(
+        archive.committed_offsets().await.unwrap(),
+        BTreeMap::from([(0, 20)])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

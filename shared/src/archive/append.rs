@@ -137,6 +137,12 @@ impl Archive {
             ]),
             properties: HashMap::from([(key, encoded)]),
         };
+        self.hooks
+            .run(
+                crate::table::hooks::HookPoint::ArchiveBeforeCommit,
+                attempts,
+            )
+            .await;
         let res = commit::commit_snapshot(
             &self.file_io,
             self.catalog.as_ref(),
@@ -163,13 +169,13 @@ impl Archive {
         md: &TableMetadata,
         events: &[&ArchivedEvent],
     ) -> Result<Vec<DataFile>> {
-        let mut groups: BTreeMap<(i64, &str), Vec<ArchivedEvent>> = BTreeMap::new();
+        let mut groups: BTreeMap<(i64, &str), Vec<&ArchivedEvent>> = BTreeMap::new();
         for e in events {
             let day = e.event_time_us.div_euclid(DAY_US);
             groups
                 .entry((day, e.entity_type.as_str()))
                 .or_default()
-                .push((*e).clone());
+                .push(e);
         }
         let mut files = vec![];
         for ((day, entity_type), rows) in groups {
@@ -196,11 +202,11 @@ impl Archive {
         Ok(files)
     }
 
-    pub(super) async fn write_partition(
+    pub(super) async fn write_partition<R: std::borrow::Borrow<ArchivedEvent> + Sync>(
         &self,
         md: &TableMetadata,
         key: PartitionKey,
-        rows: &[ArchivedEvent],
+        rows: &[R],
     ) -> Result<Vec<DataFile>> {
         let rolling = RollingFileWriterBuilder::new(
             ParquetWriterBuilder::new(properties(), md.current_schema().clone()),

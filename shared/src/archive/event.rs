@@ -1,6 +1,7 @@
 //! One archived event ([`ArchivedEvent`]): made from a record and its decoded envelope,
 //! turned back into the record replay and history fold, and to and from Arrow.
 
+use std::borrow::Borrow;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -106,13 +107,18 @@ impl ArchivedEvent {
     }
 }
 
-/// Rows as one Arrow batch of `schema` (the archive's, with Iceberg's field ids).
-pub(crate) fn to_batch(schema: &SchemaRef, rows: &[ArchivedEvent]) -> Result<RecordBatch> {
+/// Rows (owned, or borrowed from a batch) as one Arrow batch of `schema` (the archive's,
+/// with Iceberg's field ids).
+pub(crate) fn to_batch<R: Borrow<ArchivedEvent>>(
+    schema: &SchemaRef,
+    rows: &[R],
+) -> Result<RecordBatch> {
+    let rows: Vec<&ArchivedEvent> = rows.iter().map(Borrow::borrow).collect();
     let s = |f: fn(&ArchivedEvent) -> &str| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| f(r))))
     };
     let opt = |f: fn(&ArchivedEvent) -> Option<&str>| -> ArrayRef {
-        Arc::new(rows.iter().map(f).collect::<StringArray>())
+        Arc::new(rows.iter().map(|r| f(r)).collect::<StringArray>())
     };
     let ts = |v: Vec<Option<i64>>, name: &str| -> Result<ArrayRef> {
         let ty = schema.field_with_name(name).map(|f| f.data_type().clone());
@@ -150,13 +156,13 @@ pub(crate) fn to_batch(schema: &SchemaRef, rows: &[ArchivedEvent]) -> Result<Rec
                 .collect(),
             KAFKA_TIMESTAMP,
         )?,
-        binary(schema, rows)?,
+        binary(schema, &rows)?,
     ];
     RecordBatch::try_new(schema.clone(), columns)
         .map_err(|e| Error::new(ErrorKind::Internal, "archive batch").with_source(e))
 }
 
-fn binary(schema: &SchemaRef, rows: &[ArchivedEvent]) -> Result<ArrayRef> {
+fn binary(schema: &SchemaRef, rows: &[&ArchivedEvent]) -> Result<ArrayRef> {
     let keys = rows.iter().map(|r| r.kafka_key.as_deref());
     let array: ArrayRef = Arc::new(keys.collect::<BinaryArray>());
     let want = schema

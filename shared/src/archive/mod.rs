@@ -29,6 +29,7 @@ use iceberg::spec::TableMetadata;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::table::files::ManifestCache;
+use crate::table::hooks::{HookFn, HookPoint, Hooks};
 use crate::table::retry::CommitTarget;
 use crate::table::{CatalogConfig, CatalogSwap, Loaded, TableIdentity, TableLimits, catalog};
 
@@ -72,6 +73,7 @@ pub struct Archive {
     spec_id: i32,
     limits: TableLimits,
     manifests: ManifestCache,
+    hooks: Hooks,
 }
 
 impl std::fmt::Debug for Archive {
@@ -141,11 +143,18 @@ impl Archive {
             file_io,
             catalog,
             limits,
+            hooks: Hooks::default(),
         })
     }
 
     pub fn config(&self) -> &ArchiveConfig {
         &self.cfg
+    }
+
+    /// Sets (or with `None` clears) the hook of `point` on this handle (tests).
+    #[doc(hidden)]
+    pub fn set_hook(&self, point: HookPoint, f: Option<HookFn>) {
+        self.hooks.set(point, f);
     }
 
     pub(crate) async fn load(&self) -> Result<Loaded> {

@@ -3,12 +3,13 @@
 //! fold-batch Lambda (records from the Kafka ESM event), `refold demo` (records from the
 //! in-process Kafka), and the replay worker (records read from Kafka directly).
 //!
-//! Per partition: [`batch::prepare`] (decode, key check, group), then
-//! [`StateTable::merge_batch`] with a step that folds onto the priors the table found
-//! and writes the partition's dead letters *before* the commit that moves the offsets past
-//! them (under a name that is a function of the batch: a rewrite is harmless). A crash or
-//! a store error anywhere before the commit leaves the offsets where they were, so the
-//! source delivers the batch again and nothing is lost.
+//! Per partition: [`batch::prepare`] (decode, key check, group), the event archive's append
+//! started beside the rest ([`archive_task`]), then [`StateTable::merge_batch`] with a step
+//! that folds onto the priors the table found, writes the partition's dead letters and
+//! waits for the archive's commit, all *before* the commit that moves the offsets past
+//! them (dead letters under a name that is a function of the batch: a rewrite is
+//! harmless). A crash or a store error anywhere before the commit leaves the offsets where
+//! they were, so the source delivers the batch again and nothing is lost.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,8 +23,11 @@ use crate::pipeline::ErrorPolicy;
 use crate::record::SourceRecord;
 use crate::table::{CatalogConfig, FoldedBatch, StateTable};
 
+mod archive_task;
 pub mod config;
 pub mod partitions;
+
+use archive_task::ArchiveTask;
 
 pub use config::{archive_config, table_config};
 
@@ -84,7 +88,7 @@ pub struct BatchProcessor {
     dead_letters: Arc<dyn DeadLetterStore>,
     /// The source's event archive; None for `archive: false` and for replays (which
     /// read history rather than record it).
-    archive: Option<Archive>,
+    archive: Option<Arc<Archive>>,
     /// The source topic's partition count to hold batches to (see [`partitions`]).
     source_partitions: Option<u32>,
 }
@@ -116,7 +120,7 @@ impl BatchProcessor {
         dead_letters: Arc<dyn DeadLetterStore>,
     ) -> Result<Self> {
         let archive = match archive_config(&cp, catalog.clone()) {
-            Some(cfg) => Some(Archive::open_or_create(cfg).await?),
+            Some(cfg) => Some(Arc::new(Archive::open_or_create(cfg).await?)),
             None => None,
         };
         let table = StateTable::open_or_create(table_config(&cp, catalog)?).await?;
@@ -132,7 +136,7 @@ impl BatchProcessor {
 
     /// The event archive this processor appends to, if any.
     pub fn archive(&self) -> Option<&Archive> {
-        self.archive.as_ref()
+        self.archive.as_deref()
     }
 
     /// Pipeline, catalog and dead letters from the environment (see [`config`]).
@@ -213,7 +217,8 @@ impl BatchProcessor {
         Ok(report)
     }
 
-    /// One partition's records (sorted by offset) through fold, dead letters and commit.
+    /// One partition's records (sorted by offset) through archive, fold, dead letters and
+    /// commit.
     async fn process_partition(
         &self,
         p: i32,
@@ -221,9 +226,27 @@ impl BatchProcessor {
         undecodable: &[DeadLetter],
     ) -> Result<PartitionReport> {
         let decoded = batch::decode(records);
-        let archived = self
-            .archive_partition(p, records, &decoded, undecodable)
-            .await?;
+        let mut archive = self.start_archive(p, records, &decoded, undecodable);
+        let merged = self
+            .merge_partition(p, records, decoded, undecodable, &mut archive)
+            .await;
+        // A merge that failed before its step waited leaves the append running: wait for it
+        // here, so nothing of this batch still runs once the call returns.
+        let archived = archive.wait().await;
+        let mut report = merged?;
+        report.archived = archived?;
+        Ok(report)
+    }
+
+    /// The partition's fold and state commit; the commit waits for `archive`.
+    async fn merge_partition(
+        &self,
+        p: i32,
+        records: &[SourceRecord],
+        decoded: Vec<batch::Decoded>,
+        undecodable: &[DeadLetter],
+        archive: &mut ArchiveTask,
+    ) -> Result<PartitionReport> {
         let prepared = batch::prepare_decoded(&self.cp, records, decoded, undecodable)?;
         let keys = prepared.row_ids();
         let ends = prepared.partition_ends();
@@ -241,6 +264,8 @@ impl BatchProcessor {
                 fold_ms += t.elapsed().as_secs_f64() * 1e3;
                 // Before the commit: once the offsets move past them, nothing writes them.
                 self.dead_letters.put(&f.dead_letters).await?;
+                // The archive is never behind the view.
+                archive.wait().await?;
                 let next_offset = f.next_offsets.get(&p).copied().unwrap_or(committed);
                 let rows = std::mem::take(&mut f.rows);
                 rows_written = rows.len();
@@ -259,24 +284,33 @@ impl BatchProcessor {
             folded,
             rows: rows_written,
             snapshot: outcome.snapshot_id.is_some(),
-            archived,
+            archived: 0,
             fold_ms,
             merge_ms: t_merge.elapsed().as_secs_f64() * 1e3,
         })
     }
 
-    /// Appends the partition's valid envelopes to the archive, before the state merge: the
-    /// archive is never behind the view, and each is exactly once on its own offsets.
-    async fn archive_partition(
+    /// Starts appending the partition's valid envelopes to the archive (see
+    /// [`archive_task`]): each event is archived exactly once, on its own offsets.
+    fn start_archive(
         &self,
         p: i32,
         records: &[SourceRecord],
         decoded: &[batch::Decoded],
         undecodable: &[DeadLetter],
-    ) -> Result<usize> {
+    ) -> ArchiveTask {
         let Some(archive) = &self.archive else {
-            return Ok(0);
+            return ArchiveTask::None;
         };
+        let next_offset = records
+            .iter()
+            .map(|r| r.offset)
+            .chain(undecodable.iter().map(|d| d.offset))
+            .max()
+            .map_or(0, |o| o + 1);
+        if next_offset == 0 {
+            return ArchiveTask::None;
+        }
         let events: Vec<ArchivedEvent> = records
             .iter()
             .zip(decoded)
@@ -285,16 +319,7 @@ impl BatchProcessor {
                 Some(ArchivedEvent::new(r, e, self.cp.row_key(e)))
             })
             .collect();
-        let next_offset = records
-            .iter()
-            .map(|r| r.offset)
-            .chain(undecodable.iter().map(|d| d.offset))
-            .max()
-            .map_or(0, |o| o + 1);
-        if next_offset == 0 {
-            return Ok(0);
-        }
-        Ok(archive.append(p, &events, next_offset).await?.appended)
+        ArchiveTask::start(archive, p, events, next_offset)
     }
 
     /// Under `on_error: fail`, a batch must start at or before the committed offset: a

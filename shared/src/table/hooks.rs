@@ -22,6 +22,8 @@ pub enum HookPoint {
     ExpireBeforeCommit,
     /// The orphan step listed the files; reading the references is next.
     OrphansAfterList,
+    /// An event archive append wrote its files; its compare-and-set is next.
+    ArchiveBeforeCommit,
 }
 
 /// A hook: called with the point and the attempt number (1 = first) of the commit.
