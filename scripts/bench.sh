@@ -147,7 +147,8 @@ fi
 # --- 3. the merge alone -------------------------------------------------------------------
 if want table; then
   log "state table merge (cargo bench --workspace --bench table)"
-  MALLOC_ARENA_MAX=2 cargo bench -q --workspace --bench table 2>/dev/null | tee "$DIR/table.txt" >&2
+  # The bench prints its table on stderr; cargo itself is quiet (-q).
+  MALLOC_ARENA_MAX=2 cargo bench -q --workspace --bench table 2>&1 | tee "$DIR/table.txt" >&2
 fi
 
 # --- 4. cold start and zip size -------------------------------------------------------------
