@@ -60,7 +60,7 @@ def e2e_rows(add, k, rs, ps):
         add(f"| fold-batch e2e, {k}: first batch of a container | {first['ms']:.0f} ms | "
             f"warm p50 {p50:.0f} ms | {ratio(first['ms'], p50)} |")
         add(f"| fold-batch e2e, {k}: peak RSS | {rss / 1024:.0f} MB | target <= 128 MB | "
-            f"{'met' if rss <= 128 * 1024 else ratio(rss, 128 * 1024) + ' over'} |")
+            f"{verdict(rss, 128 * 1024)} |")
     if ps:
         pms = [r["ms"] for r in ps]
         pev = ps[0]["events"]

@@ -103,6 +103,13 @@ fn batch(p: i32, from: i64, to: i64) -> Vec<SourceRecord> {
         .collect()
 }
 
+/// The test pipeline's batch engine on an embedded catalog in `dir`.
+async fn open(dir: &Path) -> BatchProcessor {
+    let dl = Arc::new(LocalDeadLetters::new(dir.join("dead-letters")));
+    let catalog = CatalogConfig::embedded(dir).unwrap();
+    BatchProcessor::open(pipeline(), catalog, dl).await.unwrap()
+}
+
 /// The (partition, offset, event_id) of every valid envelope of `p`'s `from..to`.
 fn want(p: i32, from: i64, to: i64) -> Vec<(i64, i64, String)> {
     (from..to)
@@ -162,9 +169,7 @@ fn duckdb_counts(warehouse: &Path) -> (i64, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_archive_holds_each_valid_envelope_once_under_redelivery_and_crashes() {
     let dir = tempfile::tempdir().unwrap();
-    let dl = Arc::new(LocalDeadLetters::new(dir.path().join("dead-letters")));
-    let catalog = CatalogConfig::embedded(dir.path()).unwrap();
-    let p = BatchProcessor::open(pipeline(), catalog, dl).await.unwrap();
+    let p = open(dir.path()).await;
     assert!(p.archive().is_some(), "archived by default");
 
     let r = p.process(batch(0, 0, 20), vec![]).await.unwrap();
@@ -233,9 +238,7 @@ async fn the_archive_holds_each_valid_envelope_once_under_redelivery_and_crashes
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_state_commit_waits_for_the_archive_commit() {
     let dir = tempfile::tempdir().unwrap();
-    let dl = Arc::new(LocalDeadLetters::new(dir.path().join("dead-letters")));
-    let catalog = CatalogConfig::embedded(dir.path()).unwrap();
-    let p = BatchProcessor::open(pipeline(), catalog, dl).await.unwrap();
+    let p = open(dir.path()).await;
     let log = Arc::new(Mutex::new(Vec::<&'static str>::new()));
     let state_at_commit = Arc::new(tokio::sync::Notify::new());
     let (l, reached) = (log.clone(), state_at_commit.clone());
@@ -291,9 +294,7 @@ async fn archive_false_keeps_no_archive() {
 async fn compaction_merges_small_files_and_keeps_each_event_once() {
     use refold::archive::ArchiveCompactionPolicy;
     let dir = tempfile::tempdir().unwrap();
-    let dl = Arc::new(LocalDeadLetters::new(dir.path().join("dead-letters")));
-    let catalog = CatalogConfig::embedded(dir.path()).unwrap();
-    let p = BatchProcessor::open(pipeline(), catalog, dl).await.unwrap();
+    let p = open(dir.path()).await;
     // Twelve small batches of two Kafka partitions: a file per (day, entity type) and
     // partition each.
     for b in 0..12 {
