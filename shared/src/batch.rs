@@ -6,6 +6,7 @@
 //! offset order, fold each key's events onto its prior state, and account for every
 //! record. Reading prior states and committing rows belong to the caller (the state table).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -190,14 +191,44 @@ pub struct Prepared<'r> {
     pub filtered: usize,
 }
 
-/// A record's envelope, or why it is not one.
-pub type Decoded = std::result::Result<Envelope, EnvelopeError>;
+/// One record decoded: its envelope, or why it is not one, and the row key it folds under.
+pub struct Decoded {
+    pub envelope: std::result::Result<Envelope, EnvelopeError>,
+    /// The envelope's row key (or why it has none), read once, in the same pass as the
+    /// decode, while the parsed document is still in cache (the fold and the archive both
+    /// need it; `refold fold` reads it on its decoding thread, not its folding one).
+    /// `None` when the envelope did not decode, or when the pipeline has upcasters (the
+    /// upcast envelope's key counts, read after upcasting).
+    key: Option<std::result::Result<String, EnvelopeError>>,
+}
 
-/// Decodes each record's envelope: the part of [`prepare`] that needs no pipeline and no
-/// other record, so a caller may run it elsewhere (`refold fold` decodes the next batch on
-/// another thread while it folds this one).
-pub fn decode(records: &[SourceRecord]) -> Vec<Decoded> {
-    records.iter().map(|r| Envelope::decode(&r.value)).collect()
+impl Decoded {
+    /// The row key [`CompiledPipeline::row_key`] gives (what the archive records).
+    pub fn row_key(&self, cp: &CompiledPipeline) -> Option<String> {
+        match (&self.envelope, &self.key) {
+            (Ok(_), Some(key)) => key.as_ref().ok().cloned(),
+            (Ok(envelope), None) => cp.row_key(envelope),
+            (Err(_), _) => None,
+        }
+    }
+}
+
+/// Decodes each record's envelope and reads its row key: the part of [`prepare`] that
+/// needs no other record, so a caller may run it elsewhere (`refold fold` decodes the next
+/// batch on another thread while it folds this one).
+pub fn decode(cp: &CompiledPipeline, records: &[SourceRecord]) -> Vec<Decoded> {
+    let keyed = cp.upcasters.is_empty();
+    records
+        .iter()
+        .map(|r| {
+            let envelope = Envelope::decode(&r.value);
+            let key = match &envelope {
+                Ok(e) if keyed => Some(e.key(&cp.key_field).map(Cow::into_owned)),
+                _ => None,
+            };
+            Decoded { envelope, key }
+        })
+        .collect()
 }
 
 /// Decodes a batch. Records must be in (partition, offset) order, as every adapter
@@ -209,7 +240,7 @@ pub fn prepare<'r>(
     records: &'r [SourceRecord],
     undecodable: &'r [DeadLetter],
 ) -> Result<Prepared<'r>> {
-    prepare_decoded(cp, records, decode(records), undecodable)
+    prepare_decoded(cp, records, decode(cp, records), undecodable)
 }
 
 /// [`prepare`] with the envelopes already decoded: `decoded[i]` is [`decode`]'s result for
@@ -236,7 +267,7 @@ pub fn prepare_decoded<'r>(
     let mut grouping = Grouping::default();
     let mut poison: Vec<Poison<'r>> = undecodable.iter().map(Poison::Undecodable).collect();
     let mut filtered = 0;
-    for (record, envelope) in records.iter().zip(decoded) {
+    for (record, Decoded { envelope, key }) in records.iter().zip(decoded) {
         let envelope = match envelope {
             Ok(e) => e,
             Err(e) => {
@@ -262,7 +293,7 @@ pub fn prepare_decoded<'r>(
                 continue;
             }
         };
-        let key = match envelope.key(&cp.key_field) {
+        let key = match key.map_or_else(|| envelope.key(&cp.key_field), |k| k.map(Cow::Owned)) {
             Ok(k) => k,
             Err(e) => {
                 poison.push(Poison::Record(

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use proptest::prelude::*;
-use refold::batch::{CompiledPipeline, KeyCheck, fold_in_memory};
+use refold::batch::{self, CompiledPipeline, KeyCheck, fold_in_memory};
 use refold::envelope::Envelope;
 use refold::fold::{FoldErrorKind, FoldProgram, KeyEvents, KeyFolded, State};
 use refold::pipeline::{self, FoldLimits, FoldSource, Pipeline};
-use refold::record::from_jsonl;
+use refold::record::{SourceRecord, from_jsonl};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -157,6 +157,54 @@ fn event_numbers_and_duplicate_keys_read_as_in_python() {
             let state = serde_json::to_string(&r.state.expect("state")).expect("json");
             assert_eq!(state, want, "{name}: {data}");
         }
+    }
+}
+
+/// `decode` reads each envelope's row key in the same pass: the key a record folds under
+/// and the archive records, as the seed's `key_field: order_id` defines it.
+#[test]
+fn decode_reads_the_row_key_the_fold_groups_by() {
+    let cp = CompiledPipeline::compile(seed_pipeline()).expect("compiles");
+    let cases: [(serde_json::Value, Option<&str>); 6] = [
+        (
+            serde_json::json!({"order_id": "o-7", "amount": 1}),
+            Some("o-7"),
+        ),
+        (serde_json::json!({"order_id": 42, "amount": 1}), Some("42")),
+        (serde_json::json!({"amount": 1}), Some("order-1")),
+        (
+            serde_json::json!({"order_id": null, "amount": 1}),
+            Some("order-1"),
+        ),
+        (serde_json::json!({"order_id": "", "amount": 1}), None),
+        (serde_json::json!({"order_id": {"a": 1}, "amount": 1}), None),
+    ];
+    let records: Vec<SourceRecord> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (data, _))| SourceRecord {
+            topic: "t".to_owned(),
+            partition: 0,
+            offset: i as i64,
+            timestamp_ms: None,
+            key: None,
+            value: envelope_json(i, "OrderPlaced", data.clone()).into_bytes(),
+        })
+        .collect();
+    let decoded = batch::decode(&cp, &records);
+    for ((data, expected), d) in cases.iter().zip(&decoded) {
+        assert_eq!(d.row_key(&cp).as_deref(), *expected, "data {data}");
+        let envelope = d.envelope.as_ref().expect("valid envelope");
+        assert_eq!(d.row_key(&cp), cp.row_key(envelope), "data {data}");
+    }
+    // The two without a key are set aside, naming the field; the rest fold under their key.
+    let cp = cp.with_key_check(KeyCheck::Off);
+    let view = fold_in_memory(&cp, &records, 10).expect("folds");
+    let keys: Vec<&str> = view.rows.keys().map(|(_, k)| k.as_str()).collect();
+    assert_eq!(keys, ["42", "o-7", "order-1"]);
+    assert_eq!(view.dead_letters.len(), 2);
+    for dl in &view.dead_letters {
+        assert!(dl.reason.contains("data.order_id"), "{}", dl.reason);
     }
 }
 

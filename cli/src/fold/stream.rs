@@ -34,7 +34,7 @@ pub fn fold_file(
         // threads end before the scope joins them.
         let (batches, decoded) = mpsc::sync_channel::<anyhow::Result<ReadBatch>>(BATCHES_AHEAD_MAX);
         let (bin, garbage) = mpsc::channel::<(Vec<SourceRecord>, Vec<Envelope>)>();
-        s.spawn(move || read_and_decode(file, topic, batch_size, &batches));
+        s.spawn(move || read_and_decode(cp, file, topic, batch_size, &batches));
         s.spawn(move || garbage.into_iter().for_each(drop));
         let mut fold = InMemoryFold::default();
         for batch in decoded {
@@ -53,6 +53,7 @@ pub fn fold_file(
 /// Reads `file` batch by batch and decodes each, until the end, an error, or the folding
 /// side hangs up.
 fn read_and_decode(
+    cp: &CompiledPipeline,
     file: impl Read,
     topic: &str,
     batch_size: usize,
@@ -72,7 +73,7 @@ fn read_and_decode(
                 return;
             }
         };
-        let decoded = batch::decode(&records);
+        let decoded = batch::decode(cp, &records);
         if out.send(Ok((records, decoded))).is_err() {
             return;
         }

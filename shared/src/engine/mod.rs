@@ -225,7 +225,7 @@ impl BatchProcessor {
         records: &[SourceRecord],
         undecodable: &[DeadLetter],
     ) -> Result<PartitionReport> {
-        let decoded = batch::decode(records);
+        let decoded = batch::decode(&self.cp, records);
         let mut archive = self.start_archive(p, records, &decoded, undecodable);
         let merged = self
             .merge_partition(p, records, decoded, undecodable, &mut archive)
@@ -315,8 +315,8 @@ impl BatchProcessor {
             .iter()
             .zip(decoded)
             .filter_map(|(r, d)| {
-                let e = d.as_ref().ok()?;
-                Some(ArchivedEvent::new(r, e, self.cp.row_key(e)))
+                let e = d.envelope.as_ref().ok()?;
+                Some(ArchivedEvent::new(r, e, d.row_key(&self.cp)))
             })
             .collect();
         ArchiveTask::start(archive, p, events, next_offset)
