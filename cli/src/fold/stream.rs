@@ -1,11 +1,12 @@
 //! A JSONL file folded as a stream: memory holds the rows (one per key) and a few batches,
 //! never the whole file.
 //!
-//! Three threads, so both cores work: one reads the file and decodes each batch's
-//! envelopes, the caller's groups and folds them in order (a key's events never leave
-//! this thread, so their order is the file's), and one frees the batches folded. Decoding
-//! and folding cost about the same per event (`benches/core.rs`), and freeing a batch's
-//! parsed documents about a third of that, so neither core waits long for the other.
+//! Three threads, so both cores work: one reads the file, decodes each batch's envelopes
+//! and reads their row keys, the caller's groups and folds them in order (a key's events
+//! never leave this thread, so their order is the file's), and one frees the batches
+//! folded. The folding thread is the critical path (2.0 s of 3.0 s CPU on the 302,000-line
+//! order stream); a fold thread per core was measured and did not pay on 2 cores: the
+//! handing over costs what it saves (BENCHMARKS.md).
 
 use std::io::{BufRead, BufReader, Read};
 use std::sync::mpsc;
@@ -50,8 +51,8 @@ pub fn fold_file(
     })
 }
 
-/// Reads `file` batch by batch and decodes each, until the end, an error, or the folding
-/// side hangs up.
+/// Reads `file` batch by batch and decodes each (envelopes and row keys), until the end,
+/// an error, or the folding side hangs up.
 fn read_and_decode(
     cp: &CompiledPipeline,
     file: impl Read,
