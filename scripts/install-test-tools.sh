@@ -7,7 +7,7 @@
 #           bin/cfn-lint, linked from
 #   sam-venv/ aws-sam-cli and cfn-lint (the SAM template's checks), apart from venv/
 # Idempotent: safe to run twice; what is there is not installed again.
-#   REFOLD_SKIP_TANSU=1   skip the tansu build (15-25 min cold on 2 cores)
+#   REFOLD_SKIP_TANSU=1   skip the tansu build (about 11 min cold on 2 cores)
 # Prints where each tool is at the end.
 set -euo pipefail
 
@@ -142,9 +142,13 @@ else
     while kill -0 "$(cat "$pidf")" 2>/dev/null; do sleep 10; done
   fi
   if [ ! -x "$TANSU" ]; then
-    log "tansu: cargo install tansu $TANSU_VERSION (15-25 min cold; log $LOGS/tansu-install.log)"
+    log "tansu: cargo install tansu $TANSU_VERSION (about 11 min cold; log $LOGS/tansu-install.log)"
     # Not CARGO_TARGET_DIR: keep tansu's build out of the workspace target dir and its lock.
-    env -u CARGO_TARGET_DIR nice -n 10 cargo install tansu --version "$TANSU_VERSION" \
+    # Opt-level 1: a broker for tests needs no more, and its build is the longest step of a
+    # first `make test`: 642 s on 2 cores (2026-12-03), where an earlier install at the
+    # release default of 3 took 1,374 s on the same kind of machine.
+    env -u CARGO_TARGET_DIR CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+      nice -n 10 cargo install tansu --version "$TANSU_VERSION" \
       --locked --features libsql --root "$TOOLS" >"$LOGS/tansu-install.log" 2>&1 \
       || { tail -30 "$LOGS/tansu-install.log" >&2; exit 1; }
   fi
