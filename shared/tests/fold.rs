@@ -9,7 +9,7 @@ use refold::batch::{self, CompiledPipeline, KeyCheck, fold_in_memory};
 use refold::envelope::Envelope;
 use refold::fold::{FoldErrorKind, FoldProgram, KeyEvents, KeyFolded, State};
 use refold::pipeline::{self, FoldLimits, FoldSource, Pipeline};
-use refold::record::{SourceRecord, from_jsonl};
+use refold::record::from_jsonl;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -179,18 +179,12 @@ fn decode_reads_the_row_key_the_fold_groups_by() {
         (serde_json::json!({"order_id": "", "amount": 1}), None),
         (serde_json::json!({"order_id": {"a": 1}, "amount": 1}), None),
     ];
-    let records: Vec<SourceRecord> = cases
+    let lines: Vec<String> = cases
         .iter()
         .enumerate()
-        .map(|(i, (data, _))| SourceRecord {
-            topic: "t".to_owned(),
-            partition: 0,
-            offset: i as i64,
-            timestamp_ms: None,
-            key: None,
-            value: envelope_json(i, "OrderPlaced", data.clone()).into_bytes(),
-        })
+        .map(|(i, (data, _))| envelope_json(i, "OrderPlaced", data.clone()))
         .collect();
+    let records = from_jsonl(lines.join("\n").as_bytes(), "t");
     let decoded = batch::decode(&cp, &records);
     for ((data, expected), d) in cases.iter().zip(&decoded) {
         assert_eq!(d.row_key(&cp).as_deref(), *expected, "data {data}");
