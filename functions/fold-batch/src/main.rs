@@ -23,7 +23,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<KafkaEvent>| {
         let h = Arc::clone(&handler);
         async move {
-            h.handle(&ev.payload)
+            h.handle(ev.payload)
                 .await
                 .map_err(lambda_runtime::Error::from)
         }

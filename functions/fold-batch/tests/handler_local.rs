@@ -21,7 +21,7 @@ async fn esm_payload_folds_to_the_oracle_and_redelivery_changes_nothing() {
     let h = FoldBatch::new(p);
     let ev = common::esm_payload();
 
-    let resp = h.handle(&ev).await.unwrap();
+    let resp = h.handle(ev.clone()).await.unwrap();
     assert!(
         resp.is_success(),
         "policy dead_letter: no batch item failures"
@@ -59,7 +59,7 @@ async fn esm_payload_folds_to_the_oracle_and_redelivery_changes_nothing() {
         .metadata()
         .snapshots()
         .count();
-    let resp = h.handle(&ev).await.unwrap();
+    let resp = h.handle(ev.clone()).await.unwrap();
     assert!(resp.is_success());
     let rows2 = h
         .processor()

@@ -110,7 +110,7 @@ async fn run(
     let dir = tempfile::tempdir().unwrap();
     let (p, dl) = common::processor(dir.path(), common::compile(&pipeline(policy))).await;
     let h = FoldBatch::new(p);
-    let resp = h.handle(&poison_event()).await.unwrap();
+    let resp = h.handle(poison_event()).await.unwrap();
     (h, resp, dl, dir)
 }
 
@@ -166,7 +166,7 @@ async fn dead_letter_policy_sets_every_kind_aside_and_goes_on() {
     );
 
     // Redelivered: all already applied, no new dead letters.
-    let resp = h.handle(&poison_event()).await.unwrap();
+    let resp = h.handle(poison_event()).await.unwrap();
     assert!(resp.is_success());
     assert_eq!(dl.read_all().await.unwrap().len(), 6);
 }

@@ -33,10 +33,15 @@ pub struct FileIoParquetReader {
 impl AsyncFileReader for FileIoParquetReader {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         async move {
-            self.r
+            let bytes = self
+                .r
                 .read(range)
                 .await
-                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))?;
+            // An exact-size copy: the local file system's reader hands out slices of a
+            // 2 MiB buffer per read, and a slice keeps all of it alive while Parquet decodes
+            // (33 MB of a 1 M-key batch's 106 MB heap peak, for 25 MB read in the batch).
+            Ok(Bytes::copy_from_slice(&bytes))
         }
         .boxed()
     }
