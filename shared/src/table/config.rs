@@ -182,7 +182,7 @@ pub struct TableLimits {
     pub max_rows_per_compaction: usize,
     /// Manifests kept parsed in memory between calls (they are immutable files).
     pub max_cached_manifests: usize,
-    /// Rows of data files indexed between merges, 16 bytes of memory each (see
+    /// Rows of data files indexed between merges, 12 bytes of memory each (see
     /// `table::file_index`); 0 turns the index off.
     pub max_indexed_rows: usize,
     /// Local disk (the temporary directory, Lambda's `/tmp`) the indexed rows may take.

@@ -79,7 +79,7 @@ struct KeyIndex {
     /// sorted distinct keys
     keys: Vec<String>,
     /// sorted distinct [`file_index::identity_hash`]es of the identities
-    hashes: Vec<u64>,
+    hashes: Vec<u32>,
 }
 
 impl KeyIndex {
