@@ -147,8 +147,11 @@ fi
 # --- 3. the merge alone -------------------------------------------------------------------
 if want table; then
   log "state table merge (cargo bench --workspace --bench table)"
-  # The bench prints its table on stderr; cargo itself is quiet (-q).
-  MALLOC_ARENA_MAX=2 cargo bench -q --workspace --bench table 2>&1 | tee "$DIR/table.txt" >&2
+  # The bench prints its table on stderr; cargo itself is quiet (-q). It reads knobs of the
+  # same names as this script's: its own folder (it clears it; a REFOLD_BENCH_DIR given to
+  # this script must keep the results), the sizes comma-separated.
+  env MALLOC_ARENA_MAX=2 REFOLD_BENCH_DIR="$DIR/table" REFOLD_BENCH_SIZES="${SIZES// /,}" \
+    cargo bench -q --workspace --bench table 2>&1 | tee "$DIR/table.txt" >&2
 fi
 
 # --- 4. cold start and zip size -------------------------------------------------------------
