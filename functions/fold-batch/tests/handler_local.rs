@@ -59,7 +59,7 @@ async fn esm_payload_folds_to_the_oracle_and_redelivery_changes_nothing() {
         .metadata()
         .snapshots()
         .count();
-    let resp = h.handle(ev.clone()).await.unwrap();
+    let resp = h.handle(ev).await.unwrap();
     assert!(resp.is_success());
     let rows2 = h
         .processor()
