@@ -18,7 +18,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use aws_lambda_events::event::kafka::KafkaEvent;
+use fold_batch::esm::EsmEvent;
 use fold_batch::handler::FoldBatch;
 use refold::engine::BatchProcessor;
 use refold::record::SourceRecord;
@@ -112,7 +112,7 @@ async fn run(payloads: &[String]) {
     for path in payloads {
         let text = std::fs::read_to_string(path).unwrap();
         let (t0, c0) = (Instant::now(), cpu_ms());
-        let event: KafkaEvent = serde_json::from_str(&text).unwrap();
+        let event: EsmEvent = serde_json::from_str(&text).unwrap();
         // As the Lambda runtime does: the body is freed once the event is parsed from it.
         drop(text);
         let events: usize = event.records.values().map(Vec::len).sum();

@@ -6,11 +6,10 @@
 
 use std::time::Instant;
 
-use aws_lambda_events::event::kafka::KafkaEvent;
 use refold::engine::{BatchProcessor, BatchReport};
 use refold::error::Result;
 
-use crate::esm::{self, KafkaBatchResponse};
+use crate::esm::{self, EsmEvent, KafkaBatchResponse};
 use crate::metrics::BatchMetrics;
 
 /// Built once per container (pipeline compiled, table opened), shared by every invocation.
@@ -41,8 +40,8 @@ impl FoldBatch {
 
     /// Handles one event; an `Err` makes Lambda retry the whole batch (only for failures that
     /// are not the records' fault: storage, catalog, a lost commit race that kept losing).
-    /// Takes the event by value: it is freed once its records are decoded, before the fold.
-    pub async fn handle(&self, event: KafkaEvent) -> Result<KafkaBatchResponse> {
+    /// Takes the event by value: its records' bytes move into the batch.
+    pub async fn handle(&self, event: EsmEvent) -> Result<KafkaBatchResponse> {
         self.handle_with_report(event)
             .await
             .map(|(response, _)| response)
@@ -51,13 +50,11 @@ impl FoldBatch {
     /// [`FoldBatch::handle`], also returning what the batch did (for the demo and tests).
     pub async fn handle_with_report(
         &self,
-        event: KafkaEvent,
+        event: EsmEvent,
     ) -> Result<(KafkaBatchResponse, BatchReport)> {
         let pipeline = self.processor.pipeline_name().to_owned();
         let t0 = Instant::now();
-        let mut batch = esm::decode(&event, &pipeline)?;
-        // Its base64 text (about 7 MB for 10,000 records) need not live through the fold.
-        drop(event);
+        let mut batch = esm::decode(event, &pipeline)?;
         let decode_ms = t0.elapsed().as_secs_f64() * 1e3;
         let received = batch.received();
         let newest_ms = batch.records.iter().filter_map(|r| r.timestamp_ms).max();

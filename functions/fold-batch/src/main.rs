@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::kafka::KafkaEvent;
+use fold_batch::esm::EsmEvent;
 use fold_batch::handler::FoldBatch;
 use lambda_runtime::{LambdaEvent, service_fn};
 use refold::engine::{BatchProcessor, config};
@@ -20,7 +20,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     )
     .await?;
     let handler = Arc::new(FoldBatch::new(processor));
-    lambda_runtime::run(service_fn(move |ev: LambdaEvent<KafkaEvent>| {
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<EsmEvent>| {
         let h = Arc::clone(&handler);
         async move {
             h.handle(ev.payload)

@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used)]
 mod common;
 
-use aws_lambda_events::event::kafka::KafkaEvent;
+use fold_batch::esm::EsmEvent;
 use fold_batch::handler::FoldBatch;
 use refold::dead_letter::DeadLetterKind;
 use refold::envelope::Envelope;
@@ -74,7 +74,7 @@ async fn produced_consumed_folded_equals_the_oracle() {
     let (p, dl) = common::processor(dir.path(), common::compile(&yaml)).await;
     let h = FoldBatch::new(p);
     for (i, ev) in batches.iter().enumerate() {
-        let ev: KafkaEvent = serde_json::from_value(ev.clone()).unwrap();
+        let ev: EsmEvent = serde_json::from_value(ev.clone()).unwrap();
         assert_eq!(ev.event_source.as_deref(), Some("SelfManagedKafka"));
         assert!(
             h.handle(ev.clone()).await.unwrap().is_success(),

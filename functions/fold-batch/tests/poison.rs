@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use aws_lambda_events::event::kafka::KafkaEvent;
+use fold_batch::esm::EsmEvent;
 use fold_batch::handler::FoldBatch;
 use refold::dead_letter::DeadLetterKind;
 use refold::record::SourceRecord;
@@ -71,7 +71,7 @@ fn envelope(n: u32, ty: &str, order: &str) -> Vec<u8> {
 
 /// Partition 0: ok, bad base64, bad JSON, invalid envelope, fold error, limit, ok, and an
 /// event of o1 keyed by another key (it could live in another partition).
-fn poison_event() -> KafkaEvent {
+fn poison_event() -> EsmEvent {
     let values: Vec<(&str, Vec<u8>)> = vec![
         ("o1", envelope(0, "OrderPlaced", "o1")),
         ("x", b"placeholder for bad base64".to_vec()),
@@ -225,7 +225,7 @@ async fn accounting_holds_for_every_policy() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let (p, _dl) = common::processor(dir.path(), common::compile(&pipeline(policy))).await;
-        let b = fold_batch::esm::decode(&poison_event(), "poison-test").unwrap();
+        let b = fold_batch::esm::decode(poison_event(), "poison-test").unwrap();
         let r = p
             .process(b.records.clone(), b.dead_letters.clone())
             .await

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 pub mod curl;
 pub mod oracle;
 
-use aws_lambda_events::event::kafka::KafkaEvent;
+use fold_batch::esm::EsmEvent;
 use refold::batch::CompiledPipeline;
 use refold::table::StateRow;
 
@@ -26,7 +26,7 @@ pub fn esm_payload_path() -> PathBuf {
     repo().join("events/esm/orders-batch.json")
 }
 
-pub fn esm_payload() -> KafkaEvent {
+pub fn esm_payload() -> EsmEvent {
     serde_json::from_slice(&std::fs::read(esm_payload_path()).unwrap()).unwrap()
 }
 
