@@ -204,10 +204,10 @@ pub struct Decoded {
 
 impl Decoded {
     /// The row key [`CompiledPipeline::row_key`] gives (what the archive records).
-    pub fn row_key(&self, cp: &CompiledPipeline) -> Option<String> {
+    pub fn row_key(&self, cp: &CompiledPipeline) -> Option<Cow<'_, str>> {
         match (&self.envelope, &self.key) {
-            (Ok(_), Some(key)) => key.as_ref().ok().cloned(),
-            (Ok(envelope), None) => cp.row_key(envelope),
+            (Ok(_), Some(key)) => key.as_deref().ok().map(Cow::Borrowed),
+            (Ok(envelope), None) => cp.row_key(envelope).map(Cow::Owned),
             (Err(_), _) => None,
         }
     }

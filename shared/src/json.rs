@@ -121,6 +121,11 @@ pub fn to_text(v: &Value) -> String {
     utf8_text(out)
 }
 
+/// [`to_text`] appended to `out` (UTF-8): the archive writes a batch's `data` into one buffer.
+pub fn write_value_text(v: &Value, out: &mut Vec<u8>) {
+    write_text(Json::of(v), out);
+}
+
 /// Text written by serde_json or from `&str`s: always UTF-8, so the fallback is never taken.
 pub(crate) fn utf8_text(out: Vec<u8>) -> String {
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())

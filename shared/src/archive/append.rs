@@ -2,6 +2,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, Int32Array, Int64Array, RecordBatch, UInt32Array};
+
 use iceberg::spec::{
     DataFile, DataFileFormat, Literal, Operation, PartitionKey, Struct, TableMetadata,
 };
@@ -16,8 +20,8 @@ use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use super::layout::{DATA, METADATA};
-use super::{Archive, ArchivedEvent, event};
+use super::Archive;
+use super::layout::{DATA, ENTITY_TYPE, EVENT_TIME, KAFKA_OFFSET, KAFKA_PARTITION, METADATA};
 use crate::error::{Error, ErrorKind, Result};
 use crate::table::commit::{self, CommitResult, SnapshotChange};
 use crate::table::retry::{self, Attempt};
@@ -45,14 +49,14 @@ struct Plan {
 }
 
 impl Archive {
-    /// Appends `events` of source partition `partition` (sorted by offset; every valid
-    /// envelope of the batch) and moves the partition's committed offset to `next_offset`
+    /// Appends `events` of source partition `partition` (archive rows, see
+    /// [`super::EventColumns`]: every valid envelope of the batch, sorted by offset) and moves the partition's committed offset to `next_offset`
     /// (past the batch, invalid records included), in one compare-and-set. Events below the
     /// committed offset are skipped: a redelivered batch appends nothing.
     pub async fn append(
         &self,
         partition: i32,
-        events: &[ArchivedEvent],
+        events: &RecordBatch,
         next_offset: i64,
     ) -> Result<AppendOutcome> {
         let ctx = || format!("append to {} partition {partition}", self.cfg.table);
@@ -80,7 +84,7 @@ impl Archive {
         &self,
         plan: &mut Option<Plan>,
         partition: i32,
-        events: &[ArchivedEvent],
+        events: &RecordBatch,
         next_offset: i64,
         base: Loaded,
         attempts: u32,
@@ -88,11 +92,12 @@ impl Archive {
         self.check_base(&base)?;
         let offsets_now = self.read_offsets(&base.metadata)?;
         let committed = offsets_now.get(&partition).copied().unwrap_or(-1);
-        let fresh: Vec<&ArchivedEvent> = events
-            .iter()
-            .filter(|e| e.kafka_offset >= committed)
-            .collect();
-        let already_archived = events.len() - fresh.len();
+        // Sorted by offset (checked): the fresh events are a suffix.
+        let already = offsets_of(events)?
+            .values()
+            .partition_point(|o| *o < committed);
+        let fresh = events.slice(already, events.num_rows() - already);
+        let already_archived = already;
         if next_offset <= committed {
             // A redelivery: nothing new.
             if let Some(p) = plan.take() {
@@ -113,7 +118,7 @@ impl Archive {
             *plan = Some(Plan {
                 committed,
                 files,
-                appended: fresh.len(),
+                appended: fresh.num_rows(),
             });
         }
         let Some(p) = plan.as_ref() else {
@@ -164,21 +169,9 @@ impl Archive {
     }
 
     /// One data file (or more, past the target size) per Iceberg partition (day, entity type).
-    async fn write_files(
-        &self,
-        md: &TableMetadata,
-        events: &[&ArchivedEvent],
-    ) -> Result<Vec<DataFile>> {
-        let mut groups: BTreeMap<(i64, &str), Vec<&ArchivedEvent>> = BTreeMap::new();
-        for e in events {
-            let day = e.event_time_us.div_euclid(DAY_US);
-            groups
-                .entry((day, e.entity_type.as_str()))
-                .or_default()
-                .push(e);
-        }
+    async fn write_files(&self, md: &TableMetadata, events: &RecordBatch) -> Result<Vec<DataFile>> {
         let mut files = vec![];
-        for ((day, entity_type), rows) in groups {
+        for ((day, entity_type), rows) in partitions(events)? {
             let day = i32::try_from(day).map_err(|_| {
                 Error::new(
                     ErrorKind::InvalidInput,
@@ -190,7 +183,7 @@ impl Archive {
                 md.current_schema().clone(),
                 Struct::from_iter([Some(Literal::date(day)), Some(Literal::string(entity_type))]),
             );
-            match self.write_partition(md, key, &rows).await {
+            match self.write_partition(md, key, rows).await {
                 Ok(written) => files.extend(written),
                 Err(e) => {
                     let paths = files.iter().map(|f: &DataFile| f.file_path().to_string());
@@ -202,11 +195,11 @@ impl Archive {
         Ok(files)
     }
 
-    pub(super) async fn write_partition<R: std::borrow::Borrow<ArchivedEvent> + Sync>(
+    pub(super) async fn write_partition(
         &self,
         md: &TableMetadata,
         key: PartitionKey,
-        rows: &[R],
+        rows: RecordBatch,
     ) -> Result<Vec<DataFile>> {
         let rolling = RollingFileWriterBuilder::new(
             ParquetWriterBuilder::new(properties(), md.current_schema().clone()),
@@ -224,7 +217,7 @@ impl Archive {
             .build(Some(key))
             .await
             .io(|| "open archive data file writer".into())?;
-        w.write(event::to_batch(&self.arrow, rows)?)
+        w.write(rows)
             .await
             .io(|| "write archive data file".into())?;
         w.close().await.io(|| "close archive data file".into())
@@ -250,26 +243,162 @@ async fn discard(archive: &Archive, plan: Plan) {
     writer::delete_files_best_effort(&archive.file_io, paths).await;
 }
 
+/// The rows of each Iceberg partition (day of the event's time, entity type), in offset
+/// order; the batch itself when it is all one partition (the usual case).
+fn partitions(events: &RecordBatch) -> Result<Vec<((i64, String), RecordBatch)>> {
+    let times = column(events, EVENT_TIME)?.as_primitive_opt::<TimestampMicrosecondType>();
+    let types = column(events, ENTITY_TYPE)?.as_string_opt::<i32>();
+    let (Some(times), Some(types)) = (times, types) else {
+        return Err(Error::new(
+            ErrorKind::Internal,
+            "archive rows: column types",
+        ));
+    };
+    let mut groups: BTreeMap<(i64, &str), Vec<u32>> = BTreeMap::new();
+    for (i, (us, ty)) in times.values().iter().zip(types.iter()).enumerate() {
+        let i = u32::try_from(i).map_err(|_| Error::new(ErrorKind::Internal, "archive rows"))?;
+        groups
+            .entry((us.div_euclid(DAY_US), ty.unwrap_or_default()))
+            .or_default()
+            .push(i);
+    }
+    let whole = groups.len() == 1;
+    groups
+        .into_iter()
+        .map(|((day, ty), rows)| {
+            let batch = if whole {
+                events.clone()
+            } else {
+                arrow_select::take::take_record_batch(events, &UInt32Array::from(rows))
+                    .map_err(|e| Error::new(ErrorKind::Internal, "archive rows").with_source(e))?
+            };
+            Ok(((day, ty.to_owned()), batch))
+        })
+        .collect()
+}
+
+fn column<'b>(events: &'b RecordBatch, name: &str) -> Result<&'b std::sync::Arc<dyn Array>> {
+    events.column_by_name(name).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("archive rows without `{name}`"),
+        )
+    })
+}
+
+fn offsets_of(events: &RecordBatch) -> Result<&Int64Array> {
+    column(events, KAFKA_OFFSET)?
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(|| Error::new(ErrorKind::Internal, "archive rows: offset type"))
+}
+
+fn partitions_of(events: &RecordBatch) -> Result<&Int32Array> {
+    column(events, KAFKA_PARTITION)?
+        .as_primitive_opt::<Int32Type>()
+        .ok_or_else(|| Error::new(ErrorKind::Internal, "archive rows: partition type"))
+}
+
 /// Events of one partition, in offset order, below `next_offset`.
-fn check_input(partition: i32, events: &[ArchivedEvent], next_offset: i64) -> Result<()> {
+fn check_input(partition: i32, events: &RecordBatch, next_offset: i64) -> Result<()> {
     let bad = |m: String| Err(Error::new(ErrorKind::Internal, m));
     if partition < 0 || next_offset < 0 {
         return bad(format!("partition {partition}, next offset {next_offset}"));
     }
-    if let Some(e) = events.iter().find(|e| e.kafka_partition != partition) {
+    if let Some(p) = partitions_of(events)?
+        .values()
+        .iter()
+        .find(|p| **p != partition)
+    {
         return bad(format!(
-            "an event of partition {} in a batch of {partition}",
-            e.kafka_partition
+            "an event of partition {p} in a batch of {partition}"
         ));
     }
-    if events
-        .windows(2)
-        .any(|w| w[0].kafka_offset >= w[1].kafka_offset)
-    {
+    let offsets = offsets_of(events)?.values();
+    if offsets.windows(2).any(|w| w[0] >= w[1]) {
         return bad("archive events out of offset order".into());
     }
-    if events.last().is_some_and(|e| e.kafka_offset >= next_offset) {
+    if offsets.last().is_some_and(|o| *o >= next_offset) {
         return bad(format!("next offset {next_offset} is not past the batch"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::archive::EventColumns;
+    use crate::envelope::Envelope;
+    use crate::record::SourceRecord;
+
+    fn rows(events: &[(i64, &str, &str)]) -> RecordBatch {
+        let layout = super::super::layout::layout("orders").unwrap();
+        let schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(&layout.schema).unwrap());
+        let mut columns = EventColumns::with_capacity(events.len());
+        for (offset, entity_type, timestamp) in events {
+            let value = format!(
+                r#"{{"event_id":"e{offset}","event_type":"T","entity_type":"{entity_type}","entity_id":"x","tenant_id":"t","timestamp":"{timestamp}","version":1,"data":{{}}}}"#
+            );
+            let r = SourceRecord {
+                topic: "orders".into(),
+                partition: 0,
+                offset: *offset,
+                timestamp_ms: None,
+                key: None,
+                value: value.into_bytes(),
+            };
+            columns
+                .push(&r, &Envelope::decode(&r.value).unwrap(), None)
+                .unwrap();
+        }
+        columns.finish(&schema).unwrap()
+    }
+
+    fn offsets(b: &RecordBatch) -> Vec<i64> {
+        offsets_of(b).unwrap().values().to_vec()
+    }
+
+    #[test]
+    fn rows_split_by_day_and_entity_type_in_offset_order() {
+        let b = rows(&[
+            (1, "Order", "2026-02-01T23:59:59Z"),
+            (2, "Invoice", "2026-02-01T10:00:00Z"),
+            (3, "Order", "2026-02-02T00:00:00Z"),
+            (4, "Order", "2026-02-01T00:00:00Z"),
+        ]);
+        let got: Vec<((i64, String), Vec<i64>)> = partitions(&b)
+            .unwrap()
+            .into_iter()
+            .map(|(k, rows)| (k, offsets(&rows)))
+            .collect();
+        let day = 20_485; // 2026-02-01
+        assert_eq!(
+            got,
+            [
+                ((day, "Invoice".into()), vec![2]),
+                ((day, "Order".into()), vec![1, 4]),
+                ((day + 1, "Order".into()), vec![3]),
+            ]
+        );
+        let one = rows(&[(5, "Order", "2026-02-01T01:00:00Z")]);
+        assert_eq!(partitions(&one).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn input_out_of_order_or_past_the_next_offset_is_refused() {
+        let b = rows(&[
+            (1, "Order", "2026-02-01T00:00:00Z"),
+            (3, "Order", "2026-02-01T00:00:00Z"),
+        ]);
+        assert!(check_input(0, &b, 4).is_ok());
+        assert!(check_input(0, &b, 3).is_err());
+        assert!(check_input(1, &b, 4).is_err());
+        let swapped = rows(&[
+            (3, "Order", "2026-02-01T00:00:00Z"),
+            (1, "Order", "2026-02-01T00:00:00Z"),
+        ]);
+        assert!(check_input(0, &swapped, 4).is_err());
+    }
 }

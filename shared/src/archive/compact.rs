@@ -164,6 +164,7 @@ impl Archive {
         // files' bounds (`Archive::first_offsets`), not from reading every row.
         let mut added = Vec::new();
         for part in rows.chunk_by(|a, b| a.kafka_partition == b.kafka_partition) {
+            let part = event::to_batch(&self.arrow, part)?;
             match self.write_partition(md, key.clone(), part).await {
                 Ok(files) => added.extend(files),
                 Err(e) => {

@@ -1,21 +1,17 @@
-//! One archived event ([`ArchivedEvent`]): made from a record and its decoded envelope,
-//! turned back into the record replay and history fold, and to and from Arrow.
+//! One archived event ([`ArchivedEvent`]) as replay, history and compaction read it back:
+//! turned back into the record replay and history fold, and to and from Arrow. (Appends
+//! build their rows straight into Arrow: [`super::EventColumns`].)
 
 use std::borrow::Borrow;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
-use arrow_array::{
-    Array, ArrayRef, BinaryArray, Int32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
-};
+use arrow_array::{Array, ArrayRef, BinaryArray, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, SchemaRef};
 
 use super::layout::*;
-use crate::envelope::Envelope;
 use crate::error::{Error, ErrorKind, Result};
-use crate::json;
 use crate::record::SourceRecord;
 
 /// One row of the archive: the envelope's fields and the record's place in Kafka.
@@ -44,30 +40,6 @@ pub struct ArchivedEvent {
 }
 
 impl ArchivedEvent {
-    /// The row of a record whose envelope decoded (as produced); `entity_key` is the row
-    /// key the fold groups it under (of the upcast envelope, see
-    /// [`CompiledPipeline::row_key`](crate::batch::CompiledPipeline::row_key)).
-    pub fn new(record: &SourceRecord, envelope: &Envelope, entity_key: Option<String>) -> Self {
-        Self {
-            event_id: envelope.event_id().to_owned(),
-            event_type: envelope.event_type().to_owned(),
-            entity_type: envelope.entity_type().to_owned(),
-            entity_id: envelope.entity_id().to_owned(),
-            tenant_id: envelope.tenant_id().to_owned(),
-            event_time_us: envelope.timestamp_us(),
-            event_time_text: envelope.timestamp().to_owned(),
-            version: envelope.version(),
-            data: json::to_text(envelope.data()),
-            metadata: envelope.metadata().map(json::to_text),
-            entity_key,
-            kafka_topic: record.topic.clone(),
-            kafka_partition: record.partition,
-            kafka_offset: record.offset,
-            kafka_timestamp_ms: record.timestamp_ms,
-            kafka_key: record.key.clone(),
-        }
-    }
-
     /// The record as Kafka held it, its value an envelope that decodes to the same fields
     /// (`data` and `metadata` in serde_json's canonical spelling).
     pub fn to_record(&self) -> SourceRecord {
@@ -120,14 +92,7 @@ pub(crate) fn to_batch<R: Borrow<ArchivedEvent>>(
     let opt = |f: fn(&ArchivedEvent) -> Option<&str>| -> ArrayRef {
         Arc::new(rows.iter().map(|r| f(r)).collect::<StringArray>())
     };
-    let ts = |v: Vec<Option<i64>>, name: &str| -> Result<ArrayRef> {
-        let ty = schema.field_with_name(name).map(|f| f.data_type().clone());
-        let ty =
-            ty.map_err(|e| Error::new(ErrorKind::Internal, "archive schema").with_source(e))?;
-        Ok(Arc::new(
-            TimestampMicrosecondArray::from(v).with_data_type(ty),
-        ))
-    };
+    let ts = |v: Vec<Option<i64>>, name: &str| super::columns::timestamps(schema, name, v);
     let columns: Vec<ArrayRef> = vec![
         s(|r| &r.event_id),
         s(|r| &r.event_type),
@@ -164,7 +129,11 @@ pub(crate) fn to_batch<R: Borrow<ArchivedEvent>>(
 
 fn binary(schema: &SchemaRef, rows: &[&ArchivedEvent]) -> Result<ArrayRef> {
     let keys = rows.iter().map(|r| r.kafka_key.as_deref());
-    let array: ArrayRef = Arc::new(keys.collect::<BinaryArray>());
+    binary_as(schema, Arc::new(keys.collect::<BinaryArray>()))
+}
+
+/// Kafka keys as the schema's binary type.
+pub(super) fn binary_as(schema: &SchemaRef, array: ArrayRef) -> Result<ArrayRef> {
     let want = schema
         .field_with_name(KAFKA_KEY)
         .map_err(|e| Error::new(ErrorKind::Internal, "archive schema").with_source(e))?

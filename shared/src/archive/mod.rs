@@ -15,7 +15,8 @@
 //! | module | concept |
 //! |---|---|
 //! | [`layout`] | schema (the envelope's fields, Kafka's coordinates), partition spec (day, entity type), sort order |
-//! | [`event`] | [`ArchivedEvent`]: from a record and its envelope, back to a record, Arrow |
+//! | `columns` | [`EventColumns`]: a batch's rows built straight into Arrow (the append path) |
+//! | [`event`] | [`ArchivedEvent`]: a row read back, to a record, to and from Arrow |
 //! | `append` | [`Archive::append`]: data files per Iceberg partition, one exactly-once commit |
 //! | `read` | scans: an offset range of a partition, one entity's events, first offsets |
 //! | `compact` | [`Archive::compact`]: small files merged per partition, one Kafka partition per file; snapshot expiry (the snapshot-compactor's step) |
@@ -34,12 +35,14 @@ use crate::table::retry::CommitTarget;
 use crate::table::{CatalogConfig, CatalogSwap, Loaded, TableIdentity, TableLimits, catalog};
 
 mod append;
+mod columns;
 mod compact;
 pub mod event;
 pub mod layout;
 mod read;
 
 pub use append::AppendOutcome;
+pub use columns::EventColumns;
 pub use compact::{ArchiveCompaction, ArchiveCompactionPolicy};
 pub use event::ArchivedEvent;
 
@@ -94,6 +97,12 @@ impl CommitTarget for Archive {
 }
 
 impl Archive {
+    /// The archive's Arrow schema (with Iceberg's field ids): what [`EventColumns::finish`]
+    /// builds and [`Archive::append`] takes.
+    pub fn arrow_schema(&self) -> &SchemaRef {
+        &self.arrow
+    }
+
     /// Opens the archive, creating it if missing; an existing one must have the archive's
     /// columns and Iceberg format 2.
     pub async fn open_or_create(cfg: ArchiveConfig) -> Result<Self> {

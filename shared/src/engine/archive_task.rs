@@ -10,7 +10,9 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::archive::{Archive, ArchivedEvent};
+use arrow_array::RecordBatch;
+
+use crate::archive::Archive;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Where one partition's append is.
@@ -24,17 +26,18 @@ pub(super) enum ArchiveTask {
 }
 
 impl ArchiveTask {
-    /// Starts appending `events` (partition `p`'s valid envelopes, in offset order) and moving
-    /// the archive's offset to `next_offset`.
+    /// Starts appending `events` (partition `p`'s valid envelopes, in offset order, as the
+    /// archive's rows; or why they could not be built) and moving the archive's offset to
+    /// `next_offset`.
     pub(super) fn start(
         archive: &Arc<Archive>,
         p: i32,
-        events: Vec<ArchivedEvent>,
+        events: Result<RecordBatch>,
         next_offset: i64,
     ) -> Self {
         let archive = Arc::clone(archive);
         let append = async move {
-            let outcome = archive.append(p, &events, next_offset).await?;
+            let outcome = archive.append(p, &events?, next_offset).await?;
             Ok(outcome.appended)
         };
         Self::Running(tokio::spawn(append.in_current_span()))

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::archive::{Archive, ArchivedEvent};
+use crate::archive::{Archive, EventColumns};
 use crate::batch::{self, CompiledPipeline, Counts, Folded};
 use crate::dead_letter::{DeadLetter, DeadLetterStore};
 use crate::error::{Error, ErrorKind, Result};
@@ -311,15 +311,14 @@ impl BatchProcessor {
         if next_offset == 0 {
             return ArchiveTask::None;
         }
-        let events: Vec<ArchivedEvent> = records
+        let mut columns = EventColumns::with_capacity(records.len());
+        let built = records
             .iter()
             .zip(decoded)
-            .filter_map(|(r, d)| {
-                let e = d.envelope.as_ref().ok()?;
-                Some(ArchivedEvent::new(r, e, d.row_key(&self.cp)))
-            })
-            .collect();
-        ArchiveTask::start(archive, p, events, next_offset)
+            .filter_map(|(r, d)| Some((r, d.envelope.as_ref().ok()?, d)))
+            .try_for_each(|(r, e, d)| columns.push(r, e, d.row_key(&self.cp).as_deref()))
+            .and_then(|()| columns.finish(archive.arrow_schema()));
+        ArchiveTask::start(archive, p, built, next_offset)
     }
 
     /// Under `on_error: fail`, a batch must start at or before the committed offset: a
