@@ -77,10 +77,10 @@ static NULL: Value = Value::new();
 
 /// A validated event envelope. Every field the seed shows is required except `metadata`.
 ///
-/// It owns what it holds (no borrow of the record): the record's parsed document (a
-/// sonic-rs `Value`), a handle on its `data`, and the string fields copied out of it, so
-/// that reading them is a slice of the envelope: a sonic-rs document finds a field by
-/// walking its fields, about 10 ns each.
+/// It owns what it holds (no borrow of the record): handles on the `data` and `metadata`
+/// of the record's parsed document (a sonic-rs `Value`, kept alive by them), and the string
+/// fields copied out of it, so that reading them is a slice of the envelope: a sonic-rs
+/// document finds a field by walking its fields, about 10 ns each.
 #[derive(Debug, Clone)]
 pub struct Envelope {
     /// `event_id`, `event_type`, `entity_type`, `entity_id`, `tenant_id`, `timestamp`,
@@ -89,11 +89,12 @@ pub struct Envelope {
     ends: [u32; IDS],
     timestamp_us: i64,
     version: i64,
-    /// The record's parsed document, an object (read for `metadata`, which is seldom).
-    doc: Value,
-    /// `data`, always an object: a handle on its part of `doc` (sonic-rs counts the
-    /// document's references).
+    /// `data`, always an object: a handle on its part of the record's parsed document
+    /// (sonic-rs counts the document's references).
     data: Value,
+    /// `metadata` when it is an object (a handle, as `data`): the archive writes it for
+    /// every event, and finding it in the document walks every field.
+    metadata: Option<Value>,
 }
 
 /// Why an envelope was rejected: the field (if one is to blame) and the reason.
@@ -195,7 +196,7 @@ impl Envelope {
             timestamp_us,
             version,
             data: found[DATA].cloned().unwrap_or_default(),
-            doc,
+            metadata: found[METADATA].filter(|m| m.is_object()).cloned(),
         })
     }
 
@@ -267,8 +268,7 @@ impl Envelope {
 
     /// The optional object of producer metadata (`None` when missing or null).
     pub fn metadata(&self) -> Option<&Value> {
-        // Written once (decode rejects a field written twice).
-        json::get(&self.doc, "metadata").filter(|m| m.is_object())
+        self.metadata.as_ref()
     }
 
     /// The entity key under `key_field`: `data.<key_field>` when present (a string, or an

@@ -154,27 +154,41 @@ fn write_text(v: Json<'_>, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
+        Json::Object(fields) if fields.len() <= SMALL_OBJECT => {
+            // The usual event's objects: sorted on the stack, no allocation.
+            let mut entries: arrayvec::ArrayVec<(&str, &Value), SMALL_OBJECT> =
+                fields.iter().collect();
+            write_object(&mut entries, out);
+        }
         Json::Object(fields) => {
             let mut entries: Vec<(&str, &Value)> = fields.iter().collect();
-            // Stable: of equal keys the last in the document stays last, and wins below.
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push(b'{');
-            let mut first = true;
-            for (i, (k, x)) in entries.iter().enumerate() {
-                if entries.get(i + 1).is_some_and(|next| next.0 == *k) {
-                    continue;
-                }
-                if !first {
-                    out.push(b',');
-                }
-                first = false;
-                write_serde(k, out);
-                out.push(b':');
-                write_text(Json::of(x), out);
-            }
-            out.push(b'}');
+            write_object(&mut entries, out);
         }
     }
+}
+
+/// Objects of at most this many fields are sorted without an allocation.
+const SMALL_OBJECT: usize = 16;
+
+/// An object's fields, keys sorted, the last of a duplicate key winning.
+fn write_object(entries: &mut [(&str, &Value)], out: &mut Vec<u8>) {
+    // Stable: of equal keys the last in the document stays last, and wins below.
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    let mut first = true;
+    for (i, (k, x)) in entries.iter().enumerate() {
+        if entries.get(i + 1).is_some_and(|next| next.0 == *k) {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_serde(k, out);
+        out.push(b':');
+        write_text(Json::of(x), out);
+    }
+    out.push(b'}');
 }
 
 /// Appends serde_json's compact text of `v` (a number, a string: no allocation of its own).
