@@ -52,11 +52,12 @@ const READ_BATCH_ROWS: usize = 32 * 1024;
 #[derive(Debug, Clone)]
 pub struct Found {
     pub row: StateRow,
-    pub file_path: String,
+    /// Shared by the file's rows (a position delete names it once per row replaced).
+    pub file_path: Arc<str>,
     pub pos: i64,
     /// Older live rows of the same (tenant, key) (file, position): only another writer's
     /// append makes these; a merge deletes them with the row it replaces.
-    pub superseded: Vec<(String, i64)>,
+    pub superseded: Vec<(Arc<str>, i64)>,
 }
 
 /// Which rows a read keeps.
@@ -111,7 +112,7 @@ impl KeyIndex {
 type Bounds<'a> = (Option<&'a str>, Option<&'a str>);
 
 /// A data file still to read: path, size in bytes, row groups to read, deleted positions.
-type PendingFile = (String, u64, Vec<usize>, Arc<Vec<i64>>);
+type PendingFile = (Arc<str>, u64, Vec<usize>, Arc<Vec<i64>>);
 
 fn within(b: Bounds<'_>, v: &str) -> bool {
     b.0.is_none_or(|lo| lo <= v) && b.1.is_none_or(|hi| v <= hi)
@@ -203,7 +204,7 @@ fn rg_bounds(md: &ParquetMetaData, rg: usize, col: usize) -> Bounds<'_> {
 
 /// One piece of decoding work: some row groups of one file.
 struct Unit {
-    path: String,
+    path: Arc<str>,
     size: u64,
     groups: Vec<usize>,
     deleted: Arc<Vec<i64>>,
@@ -341,7 +342,7 @@ async fn read_indexed<'f>(
 fn kept_rows(
     codec: &RowCodec,
     batch: &RecordBatch,
-    path: &str,
+    path: &Arc<str>,
     deleted: &[i64],
     want: &Want,
 ) -> Result<Vec<Found>> {
@@ -365,7 +366,7 @@ fn kept_rows(
         .zip(&hits)
         .map(|(row, &i)| Found {
             row,
-            file_path: path.to_string(),
+            file_path: path.clone(),
             pos: pos.value(i),
             superseded: vec![],
         })
@@ -511,7 +512,8 @@ async fn scanned_units(
             .collect();
         if !groups.is_empty() {
             let del = Arc::new(deleted.remove(path).unwrap_or_default());
-            pending.push((path.to_string(), f.file.file_size_in_bytes(), groups, del));
+            let path: Arc<str> = path.into();
+            pending.push((path, f.file.file_size_in_bytes(), groups, del));
         }
     }
     // Split into about two units per core (a unit is at least one row group).
@@ -568,7 +570,7 @@ async fn read_unit(io: &FileIO, codec: &RowCodec, u: Unit, want: &Want) -> Resul
     if matches!(want, Want::Batch(_)) {
         return read_unit_two_pass(io, codec, u, want).await;
     }
-    let path = u.path.as_str();
+    let path = &*u.path;
     let b = reader::open(io, path, u.size, false, true).await?;
     let mut stream = b
         .with_row_groups(u.groups)
@@ -577,7 +579,7 @@ async fn read_unit(io: &FileIO, codec: &RowCodec, u: Unit, want: &Want) -> Resul
         .io(|| format!("read {path}"))?;
     let mut out = vec![];
     while let Some(batch) = stream.try_next().await.io(|| format!("read {path}"))? {
-        out.extend(kept_rows(codec, &batch, path, &u.deleted, want)?);
+        out.extend(kept_rows(codec, &batch, &u.path, &u.deleted, want)?);
     }
     Ok(out)
 }
@@ -592,7 +594,7 @@ async fn read_unit_two_pass(
     u: Unit,
     want: &Want,
 ) -> Result<Vec<Found>> {
-    let path = u.path.as_str();
+    let path = &*u.path;
     let b = reader::open(io, path, u.size, false, true).await?;
     let md = b.metadata().clone();
     let (tc, kc) = (leaf(&md, TENANT_ID)?, leaf(&md, &codec.key_field)?);
@@ -686,7 +688,7 @@ pub async fn find_rows(
         .map(|f| (f.file.file_path(), f.data_seq))
         .collect();
     let rank = |f: &Found| {
-        let s = seq.get(f.file_path.as_str()).copied().unwrap_or(i64::MIN);
+        let s = seq.get(&*f.file_path).copied().unwrap_or(i64::MIN);
         (s, f.row.last_offset, f.pos)
     };
     let files: Vec<&LiveFile> = live.data.iter().collect();

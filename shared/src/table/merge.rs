@@ -40,6 +40,11 @@ pub struct MergeOutcome {
 }
 
 type Identity = (String, String);
+/// A live row's place: (data file, position in it).
+type Position = (Arc<str>, i64);
+/// An identity and the places of its live rows (more than one only after another writer's
+/// append).
+type Located = (Identity, Vec<Position>);
 
 /// What one merge carries from attempt to attempt.
 struct MergeState {
@@ -190,7 +195,7 @@ impl StateTable {
         st.timings.lookup_ms = ms(t_lookup, t_fold);
         let mut priors: HashMap<Identity, StateRow> = HashMap::with_capacity(found.len());
         // Sorted by identity, as the fold's rows will be: the write pairs them in one pass.
-        let mut located: Vec<(Identity, Vec<(String, i64)>)> = Vec::with_capacity(found.len());
+        let mut located: Vec<Located> = Vec::with_capacity(found.len());
         for (id, f) in found {
             let mut at = vec![(f.file_path, f.pos)];
             at.extend(f.superseded);
@@ -324,10 +329,7 @@ pub(crate) fn check_folded(
 }
 
 /// The positions of the live rows that `rows` replace; both sorted by identity.
-fn replaced_positions(
-    rows: &[StateRow],
-    located: &[(Identity, Vec<(String, i64)>)],
-) -> Vec<(String, i64)> {
+fn replaced_positions(rows: &[StateRow], located: &[Located]) -> Vec<Position> {
     debug_assert!(located.is_sorted_by(|a, b| a.0 <= b.0));
     let mut out = Vec::with_capacity(located.len());
     let mut at = 0;
@@ -447,7 +449,7 @@ impl MergePlan {
         partition: i32,
         committed: i64,
         folded: FoldedBatch,
-        located: &[(Identity, Vec<(String, i64)>)],
+        located: &[Located],
     ) -> Result<Self> {
         let started = Instant::now();
         let rows = folded.rows;

@@ -54,7 +54,7 @@ pub async fn write(
     io: &FileIO,
     md: &TableMetadata,
     partition: i32,
-    positions: &[(String, i64)],
+    positions: &[(Arc<str>, i64)],
     limits: &TableLimits,
 ) -> Result<Vec<DataFile>> {
     if positions.windows(2).any(|w| w[0] >= w[1]) {
@@ -73,7 +73,7 @@ pub async fn write(
         arrow,
         vec![
             Arc::new(StringArray::from_iter_values(
-                positions.iter().map(|p| p.0.as_str()),
+                positions.iter().map(|p| &*p.0),
             )) as ArrayRef,
             Arc::new(Int64Array::from_iter_values(positions.iter().map(|p| p.1))),
         ],
@@ -101,7 +101,7 @@ pub async fn write(
     w.write(&Some(key.clone()), &batch)
         .await
         .io(|| "write position deletes".into())?;
-    let targets: HashSet<&str> = positions.iter().map(|p| p.0.as_str()).collect();
+    let targets: HashSet<&str> = positions.iter().map(|p| &*p.0).collect();
     let mut out = vec![];
     for mut b in w.close().await.io(|| "close position delete file".into())? {
         b.content(DataContentType::PositionDeletes)
