@@ -146,11 +146,15 @@ async fn a_short_deadline_continues_across_invocations() {
         deadline_margin_ms: 700,
         ..WorkerLimits::default()
     };
-    let f = fixture(
+    // 300 ms of batches per invocation, each batch at least 60 ms (its read sleeps): at most
+    // 6 of a shard's ~17 batches fit, so each shard continues at least twice, however fast
+    // the machine folds (it once finished a shard within one invocation).
+    let f = fixture_slow(
         dir.path(),
         topic_of(&lines, 4),
         limits,
         Duration::from_millis(1_000),
+        Duration::from_millis(60),
     );
     let started = f
         .service
@@ -170,7 +174,7 @@ async fn a_short_deadline_continues_across_invocations() {
                 .is_ok_and(|r| r.outcome == ShardOutcome::Continue)
         })
         .count();
-    assert!(continued >= 2, "expected continuations, got {results:?}");
+    assert!(continued >= 4, "expected continuations, got {results:?}");
     let plan = f
         .store
         .get("order-events-pipeline", &started.replay_id)

@@ -17,6 +17,7 @@ use refold::record::SourceRecord;
 use refold::replay::handler::{DeadLettersFor, ReplayWorker};
 use refold::replay::invoker::{InProcessInvoker, ShardHandler, ShardInvoker};
 use refold::replay::memory::MemoryTopic;
+use refold::replay::source::{RangeReader, RangeSource, Ranges};
 use refold::replay::store::MemoryReplayStore;
 use refold::replay::{ReplayService, ReplayStore, WorkerLimits};
 use refold::table::{CatalogConfig, StateRow};
@@ -144,6 +145,50 @@ pub fn fixture(dir: &Path, topic: MemoryTopic, limits: WorkerLimits, budget: Dur
     fixture_with(dir, topic, limits, budget, |w| w)
 }
 
+/// A fixture whose worker reads take at least `read_delay` each: a floor under each batch's
+/// time, so a deadline ends invocations whatever the machine's speed.
+pub fn fixture_slow(
+    dir: &Path,
+    topic: MemoryTopic,
+    limits: WorkerLimits,
+    budget: Duration,
+    read_delay: Duration,
+) -> Fixture {
+    build(dir, topic, limits, budget, Some(read_delay), |w| w)
+}
+
+/// A [`RangeSource`] whose reads sleep first (they run on a blocking thread).
+struct SlowSource {
+    inner: MemoryTopic,
+    delay: Duration,
+}
+
+struct SlowReader {
+    inner: Box<dyn RangeReader>,
+    delay: Duration,
+}
+
+impl RangeSource for SlowSource {
+    fn open(&self, topic: &str) -> refold::error::Result<Box<dyn RangeReader>> {
+        let inner = self.inner.open(topic)?;
+        Ok(Box::new(SlowReader {
+            inner,
+            delay: self.delay,
+        }))
+    }
+}
+
+impl RangeReader for SlowReader {
+    fn read(
+        &mut self,
+        ranges: &Ranges,
+        max_records: usize,
+    ) -> refold::error::Result<Vec<SourceRecord>> {
+        std::thread::sleep(self.delay);
+        self.inner.read(ranges, max_records)
+    }
+}
+
 /// A fixture whose invocations run through `wrap(worker)` (a handler that injects faults).
 pub fn fixture_with(
     dir: &Path,
@@ -152,7 +197,25 @@ pub fn fixture_with(
     budget: Duration,
     wrap: impl FnOnce(Arc<ReplayWorker>) -> Arc<dyn ShardHandler>,
 ) -> Fixture {
+    build(dir, topic, limits, budget, None, wrap)
+}
+
+fn build(
+    dir: &Path,
+    topic: MemoryTopic,
+    limits: WorkerLimits,
+    budget: Duration,
+    read_delay: Option<Duration>,
+    wrap: impl FnOnce(Arc<ReplayWorker>) -> Arc<dyn ShardHandler>,
+) -> Fixture {
     let cp = pipeline();
+    let source: Arc<dyn RangeSource> = match read_delay {
+        Some(delay) => Arc::new(SlowSource {
+            inner: topic.clone(),
+            delay,
+        }),
+        None => Arc::new(topic.clone()),
+    };
     let catalog = CatalogConfig::embedded(&dir.join("warehouse")).unwrap();
     let store = Arc::new(MemoryReplayStore::default());
     let worker = Arc::new(
@@ -160,7 +223,7 @@ pub fn fixture_with(
             &cp,
             catalog.clone(),
             store.clone(),
-            Arc::new(topic.clone()),
+            source,
             dead_letters(dir),
         )
         .with_limits(limits),
