@@ -50,9 +50,10 @@ struct Plan {
 
 impl Archive {
     /// Appends `events` of source partition `partition` (archive rows, see
-    /// [`super::EventColumns`]: every valid envelope of the batch, sorted by offset) and moves the partition's committed offset to `next_offset`
-    /// (past the batch, invalid records included), in one compare-and-set. Events below the
-    /// committed offset are skipped: a redelivered batch appends nothing.
+    /// [`super::EventColumns`]: every valid envelope of the batch, sorted by offset) and moves
+    /// the partition's committed offset to `next_offset` (past the batch, invalid records
+    /// included), in one compare-and-set. Events below the committed offset are skipped: a
+    /// redelivered batch appends nothing.
     pub async fn append(
         &self,
         partition: i32,
@@ -93,11 +94,10 @@ impl Archive {
         let offsets_now = self.read_offsets(&base.metadata)?;
         let committed = offsets_now.get(&partition).copied().unwrap_or(-1);
         // Sorted by offset (checked): the fresh events are a suffix.
-        let already = offsets_of(events)?
+        let already_archived = offsets_of(events)?
             .values()
             .partition_point(|o| *o < committed);
-        let fresh = events.slice(already, events.num_rows() - already);
-        let already_archived = already;
+        let fresh = events.slice(already_archived, events.num_rows() - already_archived);
         if next_offset <= committed {
             // A redelivery: nothing new.
             if let Some(p) = plan.take() {
