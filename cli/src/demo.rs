@@ -27,7 +27,6 @@ use refold::record::SourceRecord;
 use refold::table::CatalogConfig;
 use refold_kafka::mock::MOCK_PARTITION_LOG_BYTES;
 use refold_kafka::{MockBroker, ProduceReport, Producer, TopicReader, jsonl_lines, mock_windows};
-use serde_json::Value;
 
 /// Kafka partitions of the demo topic.
 const PARTITIONS: i32 = 3;
@@ -202,8 +201,8 @@ async fn print_view(
     let rows = engine.table().current_rows(None, None).await?;
     let mut by_status: BTreeMap<(String, String), usize> = BTreeMap::new();
     for r in &rows {
-        let status = r
-            .state
+        let state = r.state.to_value();
+        let status = state
             .get("status")
             .and_then(|s| s.as_str())
             .unwrap_or("?")
@@ -221,12 +220,7 @@ async fn print_view(
     for r in rows.iter().take(3) {
         println!(
             "  {} {} = {} (events folded {}, last offset {} in partition {})",
-            r.tenant_id,
-            r.key,
-            Value::Object(r.state.clone()),
-            r.events_folded,
-            r.last_offset,
-            r.source_partition
+            r.tenant_id, r.key, r.state, r.events_folded, r.last_offset, r.source_partition
         );
     }
     println!("\ndead letters (in {}):", dead_letter_dir.display());

@@ -60,16 +60,13 @@ fn print(h: &EntityHistory, json: bool) -> anyhow::Result<()> {
             h.tenant,
             h.key,
             serde_json::json!(offsets),
-            state
-                .as_ref()
-                .map_or("none".to_owned(), |s| serde_json::Value::Object(s.clone())
-                    .to_string())
+            state.as_ref().map_or("none".to_owned(), |s| s.to_string())
         ),
     }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for s in &h.steps {
         let e = &s.event;
-        let state = s.state.clone().map(serde_json::Value::Object);
+        let state = s.state.as_ref().map(|s| s.to_value());
         if json {
             let mut line = serde_json::json!({
                 "event_id": e.event_id,

@@ -96,7 +96,7 @@ fn table_rows(pipeline: &Path, warehouse: &Path, name: &str) -> oracle::Rows {
             (
                 (r.tenant_id.clone(), r.key.clone()),
                 (
-                    oracle::normalize(&serde_json::Value::Object(r.state.clone())),
+                    oracle::normalize(&r.state.to_value()),
                     r.events_folded,
                     r.last_event_id.clone(),
                 ),

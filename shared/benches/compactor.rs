@@ -94,8 +94,7 @@ impl Source {
 fn fold_row(prior: Option<&StateRow>, id: &Id, p: i32, offset: i64, v: i64) -> StateRow {
     let n = prior.map_or(0, |r| r.events_folded) + 1;
     let sum = prior
-        .and_then(|r| r.state.get("sum"))
-        .and_then(|s| s.as_i64())
+        .and_then(|r| r.state.to_value().get("sum").and_then(|s| s.as_i64()))
         .unwrap_or(0)
         + v;
     let serde_json::Value::Object(state) =
@@ -106,7 +105,7 @@ fn fold_row(prior: Option<&StateRow>, id: &Id, p: i32, offset: i64, v: i64) -> S
     StateRow {
         tenant_id: id.0.clone(),
         key: id.1.clone(),
-        state,
+        state: refold::fold::State::from_map(&state),
         source_partition: p,
         last_offset: offset,
         last_event_id: format!("e-{p}-{offset}"),

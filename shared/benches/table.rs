@@ -67,18 +67,24 @@ fn config(dir: &Path) -> TableConfig {
 }
 
 fn row(id: &(String, String), prior: Option<&StateRow>, offset: i64, value: i64) -> StateRow {
+    // A state of three fields, read and written as its JSON text (as the Starlark fold does).
     let count = prior
-        .and_then(|p| p.state.get("count"))
-        .and_then(|v| v.as_i64())
+        .and_then(|p| p.state.to_json().ok())
+        .and_then(
+            |s| match refold::json::get(&s, "count").map(refold::json::Json::of) {
+                Some(refold::json::Json::Int(n)) => Some(n),
+                _ => None,
+            },
+        )
         .unwrap_or(0);
-    let mut state = serde_json::Map::new();
-    state.insert("count".into(), (count + 1).into());
-    state.insert("last".into(), value.into());
-    state.insert("status".into(), "placed".into());
+    let text = format!(
+        r#"{{"count":{},"last":{value},"status":"placed"}}"#,
+        count + 1
+    );
     StateRow {
         tenant_id: id.0.clone(),
         key: id.1.clone(),
-        state,
+        state: refold::fold::State::parse(&text).expect("the bench writes a JSON object"),
         source_partition: 0,
         last_offset: offset,
         last_event_id: format!("evt-{offset}"),

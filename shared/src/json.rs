@@ -138,11 +138,11 @@ fn write_text(v: Json<'_>, out: &mut Vec<u8>) {
     match v {
         Json::Null => out.extend_from_slice(b"null"),
         Json::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
-        Json::Int(i) => write_serde(&serde_json::Number::from(i), out),
-        Json::Float(f) => match serde_json::Number::from_f64(f) {
-            Some(n) => write_serde(&n, out),
-            None => out.extend_from_slice(b"null"),
-        },
+        // The numbers themselves, not a `serde_json::Number`: with `arbitrary_precision`
+        // (on in this build) each Number is a string on the heap. Same text: serde_json
+        // writes both through one formatter, and a non-finite float as `null`.
+        Json::Int(i) => write_serde(&i, out),
+        Json::Float(f) => write_serde(&f, out),
         Json::Str(s) => write_serde(s, out),
         Json::Array(items) => {
             out.push(b'[');

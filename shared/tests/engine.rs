@@ -112,7 +112,7 @@ impl DeadLetterStore for FailsFirst {
 async fn rows(p: &BatchProcessor) -> BTreeMap<String, serde_json::Value> {
     let rows = p.table().current_rows(None, None).await.unwrap();
     rows.into_iter()
-        .map(|r| (r.key, serde_json::Value::Object(r.state)))
+        .map(|r| (r.key, r.state.to_value()))
         .collect()
 }
 

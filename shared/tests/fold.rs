@@ -112,7 +112,7 @@ fn seed_fold_matches_native_fold_on_the_orders_stream() {
     let statuses: std::collections::BTreeSet<String> = star
         .rows
         .values()
-        .filter_map(|r| r.state["status"].as_str().map(str::to_owned))
+        .filter_map(|r| r.state.to_value()["status"].as_str().map(str::to_owned))
         .collect();
     let want = ["cancelled", "confirmed", "delivered", "placed", "shipped"];
     assert_eq!(statuses, want.iter().map(|s| (*s).to_owned()).collect());
@@ -306,7 +306,7 @@ fn an_endless_loop_is_stopped_by_the_step_limit_and_the_key_goes_on() {
         "{}",
         r.errors[0].1
     );
-    assert_eq!(r.state.expect("state")["n"], 2);
+    assert_eq!(r.state.expect("state").to_value()["n"], 2);
 }
 
 #[test]
@@ -331,7 +331,7 @@ fn a_huge_allocation_is_stopped_by_the_heap_limit() {
         r.errors[0].1
     );
     assert_eq!(r.applied, 1, "the next event folds on a fresh heap");
-    assert_eq!(r.state.expect("state")["ok"], true);
+    assert_eq!(r.state.expect("state").to_value()["ok"], true);
 }
 
 #[test]
@@ -363,7 +363,7 @@ fn deep_calls_hit_the_call_depth_limit() {
         },
     );
     let r = fold_one_key(&fold, None, &[envelope_json(1, "A", serde_json::json!({}))]);
-    assert_eq!(r.state.expect("state")["d"], 39);
+    assert_eq!(r.state.expect("state").to_value()["d"], 39);
 }
 
 #[test]
@@ -394,7 +394,7 @@ fn bad_returns_and_raises_are_per_event_errors() {
             "{ty}: {}",
             r.errors[0].1
         );
-        assert_eq!(r.state.expect("state")["ok"], "B", "{ty}");
+        assert_eq!(r.state.expect("state").to_value()["ok"], "B", "{ty}");
     }
 }
 
@@ -477,4 +477,28 @@ proptest! {
         let s2: Vec<String> = again.rows.values().map(|r| serde_json::to_string(&r.state).expect("json")).collect();
         prop_assert_eq!(s1, s2);
     }
+}
+
+#[test]
+fn a_returned_state_is_stored_as_canonical_json_text() {
+    // Keys sorted by their bytes at every depth, tuples as arrays, numbers and strings as
+    // serde_json 1.0.154 writes them, `1e+300` included (hand-written, not computed by refold).
+    let src = r#"def fold(state, event):
+    return {"b": 1.5, "a": [1, (2, "x")], "c": {"z": None, "y": True}, "é": "q\"\n",
+            "big": 9007199254740993, "f": 1e300, "neg": -0.0, "n": state.get("n", 0) + 1,
+            "B": state.get("B", "kept")}
+"#;
+    let fold = starlark(src, FoldLimits::default());
+    // A prior stored by another writer: not canonical, and kept as such until folded.
+    let prior = State::parse(r#"{ "n": 41,  "B": "from prior" }"#).expect("an object");
+    let r = fold_one_key(
+        &fold,
+        Some(&prior),
+        &[envelope_json(1, "A", serde_json::json!({}))],
+    );
+    assert_eq!(r.errors, vec![]);
+    assert_eq!(
+        r.state.expect("state").as_str(),
+        r#"{"B":"from prior","a":[1,[2,"x"]],"b":1.5,"big":9007199254740993,"c":{"y":true,"z":null},"f":1e+300,"n":42,"neg":-0.0,"é":"q\"\n"}"#
+    );
 }

@@ -64,7 +64,7 @@ fn oracle_state(dir: &Path, key: &str, lines: &[&str]) -> Option<serde_json::Val
 }
 
 fn norm(s: Option<&refold::fold::State>) -> Option<serde_json::Value> {
-    s.map(|m| oracle::normalize(&serde_json::Value::Object(m.clone())))
+    s.map(|m| oracle::normalize(&m.to_value()))
 }
 
 async fn fold_in_batches(p: &BatchProcessor, records: &[SourceRecord]) {

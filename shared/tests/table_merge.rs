@@ -59,16 +59,16 @@ async fn upserts_keep_one_row_per_tenant_and_key() {
     let acme_o1 = &rows[&("acme".to_string(), "o1".to_string())];
     assert_eq!(
         (
-            acme_o1.state["count"].as_i64(),
-            acme_o1.state["last"].as_i64()
+            acme_o1.state.to_value()["count"].as_i64(),
+            acme_o1.state.to_value()["last"].as_i64()
         ),
         (Some(3), Some(12))
     );
     let globex_o1 = &rows[&("globex".to_string(), "o1".to_string())];
     assert_eq!(
         (
-            globex_o1.state["count"].as_i64(),
-            globex_o1.state["last"].as_i64()
+            globex_o1.state.to_value()["count"].as_i64(),
+            globex_o1.state.to_value()["last"].as_i64()
         ),
         (Some(1), Some(30))
     );
@@ -442,9 +442,12 @@ async fn typed_state_columns_round_trip() {
         unreachable!()
     };
     let mut row = apply(None, &ev("acme", "o1", 0, 0, 1));
-    row.state = state.clone();
+    row.state = refold::fold::State::from_map(&state);
     let mut partial = apply(None, &ev("acme", "o2", 0, 0, 1));
-    partial.state = serde_json::Map::from_iter([("status".to_string(), serde_json::json!("new"))]);
+    partial.state = refold::fold::State::from_map(&serde_json::Map::from_iter([(
+        "status".to_string(),
+        serde_json::json!("new"),
+    )]));
     let rows = vec![row.clone(), partial.clone()];
     t.merge_batch(
         0,
@@ -475,7 +478,10 @@ async fn typed_state_columns_round_trip() {
 
     // A state field the type does not declare is an error, not a silent drop.
     let mut bad = apply(None, &ev("acme", "o3", 0, 1, 1));
-    bad.state = serde_json::Map::from_iter([("nope".to_string(), serde_json::json!(1))]);
+    bad.state = refold::fold::State::from_map(&serde_json::Map::from_iter([(
+        "nope".to_string(),
+        serde_json::json!(1),
+    )]));
     let err = t
         .merge_batch(0, &[("acme".into(), "o3".into())], async |_, _| {
             Ok(refold::table::FoldedBatch {
@@ -570,8 +576,8 @@ async fn a_warm_table_looks_keys_up_through_its_file_index() {
     // Hand-written: acme/o1 is at offsets 0, 4, 6, 8 and 11 (values 10, 50, 70, 90, 120).
     assert_eq!(
         (
-            acme_o1.state["count"].as_i64(),
-            acme_o1.state["last"].as_i64()
+            acme_o1.state.to_value()["count"].as_i64(),
+            acme_o1.state.to_value()["last"].as_i64()
         ),
         (Some(5), Some(120))
     );
@@ -628,8 +634,8 @@ async fn a_merge_indexes_its_own_file_and_keeps_delete_files_parsed() {
     let acme_o2 = &got[&("acme".to_string(), "o2".to_string())];
     assert_eq!(
         (
-            acme_o2.state["count"].as_i64(),
-            acme_o2.state["last"].as_i64()
+            acme_o2.state.to_value()["count"].as_i64(),
+            acme_o2.state.to_value()["last"].as_i64()
         ),
         (Some(5), Some(15))
     );

@@ -71,7 +71,7 @@ fn rows(cp: &CompiledPipeline, text: &str) -> oracle::Rows {
     view.rows
         .into_values()
         .map(|r| {
-            let state = oracle::normalize(&serde_json::Value::Object(r.state));
+            let state = oracle::normalize(&r.state.to_value());
             (
                 (r.tenant_id, r.key),
                 (state, r.events_folded, r.last_event_id),

@@ -117,7 +117,7 @@ fn row(key: &str, offset: i64, prior: Option<&StateRow>) -> StateRow {
     StateRow {
         tenant_id: "acme".into(),
         key: key.into(),
-        state,
+        state: refold::fold::State::from_map(&state),
         source_partition: 0,
         last_offset: offset,
         last_event_id: format!("evt-{offset}"),

@@ -116,7 +116,7 @@ async fn run(
 
 fn states(rows: &[refold::table::StateRow]) -> BTreeMap<String, serde_json::Value> {
     rows.iter()
-        .map(|r| (r.key.clone(), serde_json::Value::Object(r.state.clone())))
+        .map(|r| (r.key.clone(), r.state.to_value()))
         .collect()
 }
 

@@ -127,7 +127,7 @@ async fn the_schedule_event_runs_a_pass_that_keeps_the_rows() {
         .iter()
         .map(|r| {
             json!({
-                "tenant_id": r.tenant_id, "order_id": r.key, "state": Value::Object(r.state.clone()),
+                "tenant_id": r.tenant_id, "order_id": r.key, "state": r.state.to_value(),
                 "source_partition": r.source_partition, "last_offset": r.last_offset,
                 "last_event_id": r.last_event_id, "last_event_time_us": r.last_event_time_us,
                 "events_folded": r.events_folded,

@@ -12,6 +12,7 @@
 pub mod native;
 pub mod rewrite;
 pub mod starlark;
+pub mod state;
 pub mod upcast;
 
 use std::fmt;
@@ -19,8 +20,7 @@ use std::fmt;
 use crate::envelope::Envelope;
 use crate::pipeline::{FoldLimits, FoldSource};
 
-/// A key's state: a JSON object. Keys serialize sorted, so equal states are equal bytes.
-pub type State = serde_json::Map<String, serde_json::Value>;
+pub use state::{State, StateMap};
 
 /// Why one event could not be folded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,8 +64,8 @@ pub trait Fold: Send + Sync + 'static {
     type State: Default + Send;
     fn apply(&self, state: &mut Self::State, event: &Envelope) -> Result<(), FoldError>;
     /// Reads a stored state back (the table keeps states as JSON objects).
-    fn decode_state(&self, json: &State) -> Result<Self::State, FoldError>;
-    fn encode_state(&self, state: &Self::State) -> State;
+    fn decode_state(&self, json: &StateMap) -> Result<Self::State, FoldError>;
+    fn encode_state(&self, state: &Self::State) -> StateMap;
 }
 
 /// One key's work in a batch: its state before the batch and its events in offset order.
@@ -91,7 +91,11 @@ pub trait DynFold: Send + Sync {
 impl<F: Fold> DynFold for F {
     fn fold_key(&self, key: &KeyEvents<'_>) -> KeyFolded {
         let mut state = match key.prior {
-            Some(json) => match self.decode_state(json) {
+            Some(json) => match json
+                .to_map()
+                .map_err(|reason| FoldError::new(FoldErrorKind::BadReturn, reason))
+                .and_then(|m| self.decode_state(&m))
+            {
                 Ok(s) => s,
                 Err(e) => {
                     // A stored state this fold cannot read: every event of the key fails
@@ -114,7 +118,8 @@ impl<F: Fold> DynFold for F {
                 Err(e) => errors.push((i, e)),
             }
         }
-        let state = (applied > 0 || key.prior.is_some()).then(|| self.encode_state(&state));
+        let state = (applied > 0 || key.prior.is_some())
+            .then(|| State::from_map(&self.encode_state(&state)));
         KeyFolded {
             state,
             applied,

@@ -8,7 +8,7 @@ mod llm_ops;
 
 use std::borrow::Cow;
 
-use super::{DynFold, Fold, FoldError, FoldErrorKind, State};
+use super::{DynFold, Fold, FoldError, FoldErrorKind, StateMap};
 use crate::envelope::{Attr, Envelope};
 use crate::json;
 
@@ -43,7 +43,7 @@ pub struct OrderState {
     pub status: Option<Cow<'static, str>>,
     pub amount: Option<serde_json::Value>,
     /// Fields of a prior state this fold does not know; `{**state}` keeps them.
-    pub rest: State,
+    pub rest: StateMap,
 }
 
 impl Fold for OrderFold {
@@ -66,7 +66,7 @@ impl Fold for OrderFold {
                 *state = OrderState {
                     status: Some(Cow::Borrowed("placed")),
                     amount: Some(amount),
-                    rest: State::new(),
+                    rest: StateMap::new(),
                 };
             }
             "OrderCancelled" => state.status = Some(Cow::Borrowed("cancelled")),
@@ -78,7 +78,7 @@ impl Fold for OrderFold {
         Ok(())
     }
 
-    fn decode_state(&self, json: &State) -> Result<OrderState, FoldError> {
+    fn decode_state(&self, json: &StateMap) -> Result<OrderState, FoldError> {
         let mut rest = json.clone();
         let status = match rest.remove("status") {
             None => None,
@@ -97,7 +97,7 @@ impl Fold for OrderFold {
         })
     }
 
-    fn encode_state(&self, state: &OrderState) -> State {
+    fn encode_state(&self, state: &OrderState) -> StateMap {
         let mut out = state.rest.clone();
         if let Some(s) = &state.status {
             out.insert(

@@ -94,9 +94,20 @@ impl StarlarkFold {
         let mut events_on_heap = 0usize;
 
         for key in keys {
-            let mut state = match key.prior {
-                Some(json) => alloc_state(heap, json),
-                None => heap.alloc(AllocDict::EMPTY),
+            let prior = key.prior.map(|json| alloc_state(heap, json)).transpose();
+            let mut state = match prior {
+                Ok(Some(state)) => state,
+                Ok(None) => heap.alloc(AllocDict::EMPTY),
+                Err(e) => {
+                    // A stored state that cannot be read (State::parse rules it out): every
+                    // event of the key fails with the reason; the stored state stays.
+                    out.push(KeyFolded {
+                        state: key.prior.cloned(),
+                        applied: 0,
+                        errors: (0..key.events.len()).map(|i| (i, e.clone())).collect(),
+                    });
+                    continue;
+                }
             };
             let mut applied = 0;
             let mut errors = Vec::new();
@@ -424,45 +435,157 @@ fn alloc_json<'v>(heap: Heap<'v>, j: &json::Value) -> Value<'v> {
     }
 }
 
-fn alloc_state<'v>(heap: Heap<'v>, state: &State) -> Value<'v> {
-    heap.alloc(AllocDict(state.iter().map(|(k, v)| {
-        (heap.alloc_str(k).to_value(), alloc_value(heap, v))
-    })))
+/// A stored state as a Starlark dict: its text parsed (sonic-rs), then allocated on `heap`.
+fn alloc_state<'v>(heap: Heap<'v>, state: &State) -> Result<Value<'v>, FoldError> {
+    let doc = state
+        .to_json()
+        .map_err(|reason| FoldError::new(FoldErrorKind::BadReturn, reason))?;
+    Ok(alloc_json(heap, &doc))
 }
 
-fn alloc_value<'v>(heap: Heap<'v>, v: &serde_json::Value) -> Value<'v> {
-    use serde_json::Value as J;
-    match v {
-        J::Null => Value::new_none(),
-        J::Bool(b) => Value::new_bool(*b),
-        J::Number(n) => match n.as_i64() {
-            Some(i) => heap.alloc(i),
-            None => heap.alloc(StarlarkFloat(n.as_f64().unwrap_or(f64::NAN))),
-        },
-        J::String(s) => heap.alloc_str(s).to_value(),
-        J::Array(items) => heap.alloc(AllocList(items.iter().map(|x| alloc_value(heap, x)))),
-        J::Object(m) => alloc_state(heap, m),
-    }
-}
-
-/// The fold's returned dict as a JSON object.
+/// The fold's returned dict as a state: its canonical JSON text, written straight from the
+/// Starlark value (the rules and messages of [`to_json`], without building a `Value`).
 fn to_state(v: Value<'_>) -> Result<State, FoldError> {
-    match to_json(v, 0)? {
-        serde_json::Value::Object(m) => Ok(m),
-        other => Err(bad_return(format!("fold must return a dict, got {other}"))),
+    if DictRef::from_value(v).is_none() {
+        return Err(bad_return(format!(
+            "fold must return a dict, got {} `{}`",
+            v.get_type(),
+            short(&v.to_repr())
+        )));
     }
+    let mut out = Vec::with_capacity(64);
+    write_state(v, 0, &mut out)?;
+    Ok(State::from_canonical(json::utf8_text(out)))
+}
+
+/// Writes `v` as canonical JSON (object keys sorted by their bytes), as
+/// `table::row::canonical_json(&to_json(v)?)` would.
+fn write_state(v: Value<'_>, depth: usize, out: &mut Vec<u8>) -> Result<(), FoldError> {
+    if depth > STATE_DEPTH_MAX {
+        return Err(too_deep());
+    }
+    if v.is_none() {
+        out.extend_from_slice(b"null");
+    } else if let Some(b) = v.unpack_bool() {
+        out.extend_from_slice(if b { b"true" } else { b"false" });
+    } else if let Some(s) = v.unpack_str() {
+        json::write_serde(s, out);
+    } else if let Some(i) = v.unpack_i32() {
+        json::write_serde(&i, out);
+    } else if let Some(f) = v.downcast_ref::<StarlarkFloat>() {
+        json::write_serde(&finite(f.0)?, out);
+    } else if v.get_type() == "int" {
+        json::write_serde(&big_int(v)?, out);
+    } else if let Some(d) = DictRef::from_value(v) {
+        write_dict(&d, depth, out)?;
+    } else if let Some(l) = ListRef::from_value(v) {
+        write_items(l.iter(), depth, out)?;
+    } else if let Some(t) = TupleRef::from_value(v) {
+        write_items(t.iter(), depth, out)?;
+    } else {
+        return Err(not_json(v));
+    }
+    Ok(())
+}
+
+/// A dict's entries, keys sorted; the usual state's few fields sorted on the stack.
+fn write_dict(d: &DictRef<'_>, depth: usize, out: &mut Vec<u8>) -> Result<(), FoldError> {
+    const SMALL: usize = 16;
+    let mut small: arrayvec::ArrayVec<(&str, Value<'_>), SMALL> = arrayvec::ArrayVec::new();
+    let mut large = Vec::new();
+    for (k, x) in d.iter() {
+        let k = k.unpack_str().ok_or_else(|| string_keys(k))?;
+        if let Err(e) = small.try_push((k, x)) {
+            large.extend(small.drain(..));
+            large.push(e.element());
+        }
+    }
+    let entries: &mut [(&str, Value<'_>)] = if large.is_empty() {
+        &mut small
+    } else {
+        &mut large
+    };
+    // Dict keys are distinct: an unstable sort is deterministic here.
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    for (i, (k, x)) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json::write_serde(*k, out);
+        out.push(b':');
+        write_state(*x, depth + 1, out)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+fn write_items<'v>(
+    items: impl Iterator<Item = Value<'v>>,
+    depth: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), FoldError> {
+    out.push(b'[');
+    for (i, x) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_state(x, depth + 1, out)?;
+    }
+    out.push(b']');
+    Ok(())
+}
+
+fn too_deep() -> FoldError {
+    bad_return(format!("state nested deeper than {STATE_DEPTH_MAX} levels"))
+}
+
+/// `f` if JSON can hold it.
+fn finite(f: f64) -> Result<f64, FoldError> {
+    if f.is_finite() {
+        Ok(f)
+    } else {
+        Err(bad_return(format!(
+            "state holds the float {f}, which JSON cannot represent"
+        )))
+    }
+}
+
+/// A Starlark int as `i64`, if it fits.
+fn big_int(v: Value<'_>) -> Result<i64, FoldError> {
+    match i64::unpack_value(v) {
+        Ok(Some(i)) => Ok(i),
+        _ => Err(bad_return(format!(
+            "state holds the integer {v}, beyond 64 bits"
+        ))),
+    }
+}
+
+fn string_keys(k: Value<'_>) -> FoldError {
+    bad_return(format!(
+        "state keys must be strings, got {} `{k}`",
+        k.get_type()
+    ))
+}
+
+fn not_json(v: Value<'_>) -> FoldError {
+    bad_return(format!(
+        "state holds a {} `{}`, which is not a JSON value",
+        v.get_type(),
+        short(&v.to_repr())
+    ))
 }
 
 fn bad_return(message: String) -> FoldError {
     FoldError::new(FoldErrorKind::BadReturn, message)
 }
 
+/// `v` as a `serde_json::Value` (an upcaster's returned data); a state is written by
+/// [`to_state`] under the same rules.
 pub(super) fn to_json(v: Value<'_>, depth: usize) -> Result<serde_json::Value, FoldError> {
     use serde_json::Value as J;
     if depth > STATE_DEPTH_MAX {
-        return Err(bad_return(format!(
-            "state nested deeper than {STATE_DEPTH_MAX} levels"
-        )));
+        return Err(too_deep());
     }
     if v.is_none() {
         return Ok(J::Null);
@@ -474,32 +597,16 @@ pub(super) fn to_json(v: Value<'_>, depth: usize) -> Result<serde_json::Value, F
         return Ok(J::String(s.to_owned()));
     }
     if let Some(f) = v.downcast_ref::<StarlarkFloat>() {
-        return serde_json::Number::from_f64(f.0)
-            .map(J::Number)
-            .ok_or_else(|| {
-                bad_return(format!(
-                    "state holds the float {}, which JSON cannot represent",
-                    f.0
-                ))
-            });
+        let f = finite(f.0)?;
+        return Ok(serde_json::Number::from_f64(f).map_or(J::Null, J::Number));
     }
     if v.get_type() == "int" {
-        return match i64::unpack_value(v) {
-            Ok(Some(i)) => Ok(J::from(i)),
-            _ => Err(bad_return(format!(
-                "state holds the integer {v}, beyond 64 bits"
-            ))),
-        };
+        return big_int(v).map(J::from);
     }
     if let Some(d) = DictRef::from_value(v) {
         let mut m = serde_json::Map::new();
         for (k, x) in d.iter() {
-            let Some(k) = k.unpack_str() else {
-                return Err(bad_return(format!(
-                    "state keys must be strings, got {} `{k}`",
-                    k.get_type()
-                )));
-            };
+            let k = k.unpack_str().ok_or_else(|| string_keys(k))?;
             m.insert(k.to_owned(), to_json(x, depth + 1)?);
         }
         return Ok(J::Object(m));
@@ -514,19 +621,14 @@ pub(super) fn to_json(v: Value<'_>, depth: usize) -> Result<serde_json::Value, F
             .collect::<Result<_, _>>()
             .map(J::Array);
     }
-    Err(bad_return(format!(
-        "state holds a {} `{}`, which is not a JSON value",
-        v.get_type(),
-        short(&v.to_repr())
-    )))
+    Err(not_json(v))
 }
 
-/// Checks, without building anything, that `v` converts to JSON (see [`to_json`]).
+/// Checks, without building or writing anything, that `v` converts to JSON (see
+/// [`to_json`]): a returned state is checked after every event.
 fn check_json(v: Value<'_>, depth: usize) -> Result<(), FoldError> {
     if depth > STATE_DEPTH_MAX {
-        return Err(bad_return(format!(
-            "state nested deeper than {STATE_DEPTH_MAX} levels"
-        )));
+        return Err(too_deep());
     }
     if v.is_none()
         || v.unpack_bool().is_some()
@@ -537,12 +639,7 @@ fn check_json(v: Value<'_>, depth: usize) -> Result<(), FoldError> {
     }
     if let Some(d) = DictRef::from_value(v) {
         for (k, x) in d.iter() {
-            if k.unpack_str().is_none() {
-                return Err(bad_return(format!(
-                    "state keys must be strings, got {} `{k}`",
-                    k.get_type()
-                )));
-            }
+            k.unpack_str().ok_or_else(|| string_keys(k))?;
             check_json(x, depth + 1)?;
         }
         return Ok(());
@@ -553,8 +650,13 @@ fn check_json(v: Value<'_>, depth: usize) -> Result<(), FoldError> {
     if let Some(t) = TupleRef::from_value(v) {
         return t.iter().try_for_each(|x| check_json(x, depth + 1));
     }
-    // Floats and big ints: the converter has the precise rules and messages.
-    to_json(v, depth).map(|_| ())
+    if let Some(f) = v.downcast_ref::<StarlarkFloat>() {
+        return finite(f.0).map(|_| ());
+    }
+    if v.get_type() == "int" {
+        return big_int(v).map(|_| ());
+    }
+    Err(not_json(v))
 }
 
 fn short(s: &str) -> String {

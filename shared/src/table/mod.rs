@@ -98,7 +98,7 @@ pub const FORMAT_VERSION: FormatVersion = FormatVersion::V2;
 pub struct StateRow {
     pub tenant_id: String,
     pub key: String,
-    pub state: serde_json::Map<String, serde_json::Value>,
+    pub state: crate::fold::State,
     pub source_partition: i32,
     pub last_offset: i64,
     pub last_event_id: String,

@@ -18,6 +18,7 @@ use super::schema::{
 };
 use super::{ResultExt, StateColumns, StateRow};
 use crate::error::{Error, ErrorKind, Result};
+use crate::fold::{State, StateMap};
 
 /// Writes `v` as canonical JSON: object keys sorted by their UTF-8 bytes, no whitespace,
 /// numbers as serde_json prints them. Independent of serde_json's `preserve_order` feature.
@@ -130,13 +131,17 @@ impl RowCodec {
         match &self.columns {
             StateColumns::Json => {
                 cols.push(Arc::new(StringArray::from_iter_values(
-                    rows.iter().map(|r| canonical_object(&r.state)),
+                    rows.iter().map(|r| r.state.as_str()),
                 )));
             }
             StateColumns::Typed(decl) => {
-                for r in rows {
-                    if let Some(extra) = r.state.keys().find(|k| !decl.iter().any(|(n, _)| n == *k))
-                    {
+                let states = rows
+                    .iter()
+                    .map(|r| r.state.to_map())
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| Error::new(ErrorKind::Internal, e))?;
+                for (r, state) in rows.iter().zip(&states) {
+                    if let Some(extra) = state.keys().find(|k| !decl.iter().any(|(n, _)| n == *k)) {
                         return Err(Error::new(
                             ErrorKind::InvalidInput,
                             format!(
@@ -147,7 +152,7 @@ impl RowCodec {
                     }
                 }
                 for (name, t) in decl {
-                    cols.push(self.typed_column(rows, name, *t)?);
+                    cols.push(self.typed_column(rows, &states, name, *t)?);
                 }
             }
         }
@@ -170,7 +175,14 @@ impl RowCodec {
             .kind(ErrorKind::Internal, || "state rows to arrow".into())
     }
 
-    fn typed_column(&self, rows: &[StateRow], name: &str, t: ColumnType) -> Result<ArrayRef> {
+    /// Column `name` of the rows, `states[i]` being row `i`'s state.
+    fn typed_column(
+        &self,
+        rows: &[StateRow],
+        states: &[StateMap],
+        name: &str,
+        t: ColumnType,
+    ) -> Result<ArrayRef> {
         let wrong = |r: &StateRow, v: &Value| {
             Error::new(
                 ErrorKind::InvalidInput,
@@ -182,7 +194,8 @@ impl RowCodec {
         };
         let vals = rows
             .iter()
-            .map(|r| (r, r.state.get(name).filter(|v| !v.is_null())));
+            .zip(states)
+            .map(|(r, state)| (r, state.get(name).filter(|v| !v.is_null())));
         Ok(match t {
             ColumnType::String => Arc::new(
                 vals.map(|(r, v)| match v {
@@ -293,15 +306,12 @@ impl RowCodec {
             let state = match &state {
                 StateCol::Json(a) => {
                     let s = a.as_string::<i32>().value(i);
-                    match serde_json::from_str::<Value>(s) {
-                        Ok(Value::Object(m)) => m,
-                        _ => {
-                            return Err(Error::new(
-                                ErrorKind::Io,
-                                format!("state column holds no JSON object: {s:.80}"),
-                            ));
-                        }
-                    }
+                    State::parse(s).map_err(|reason| {
+                        Error::new(
+                            ErrorKind::Io,
+                            format!("state column holds no JSON object ({reason}): {s:.80}"),
+                        )
+                    })?
                 }
                 StateCol::Typed(cols) => {
                     let mut m = Map::new();
@@ -311,7 +321,7 @@ impl RowCodec {
                         }
                         m.insert(n.clone(), typed_value(a, *t, i, n)?);
                     }
-                    m
+                    State::from_map(&m)
                 }
             };
             out.push(StateRow {

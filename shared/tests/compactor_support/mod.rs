@@ -217,7 +217,7 @@ pub async fn every_engine_reads(
     pyiceberg_rows(dir, None, want);
     let duck: BTreeMap<_, _> = want
         .iter()
-        .map(|(k, r)| (k.clone(), (Value::Object(r.state.clone()), r.events_folded)))
+        .map(|(k, r)| (k.clone(), (r.state.to_value(), r.events_folded)))
         .collect();
     assert_eq!(duckdb_rows(dir), duck, "DuckDB, {what}");
 }

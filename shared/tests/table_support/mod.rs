@@ -60,8 +60,8 @@ pub fn apply(prior: Option<&StateRow>, e: &Ev) -> StateRow {
     let (count, sum) = prior
         .map(|p| {
             (
-                p.state["count"].as_i64().unwrap(),
-                p.state["sum"].as_i64().unwrap(),
+                p.state.to_value()["count"].as_i64().unwrap(),
+                p.state.to_value()["sum"].as_i64().unwrap(),
             )
         })
         .unwrap_or((0, 0));
@@ -72,7 +72,7 @@ pub fn apply(prior: Option<&StateRow>, e: &Ev) -> StateRow {
     StateRow {
         tenant_id: e.tenant.clone(),
         key: e.key.clone(),
-        state,
+        state: refold::fold::State::from_map(&state),
         source_partition: e.partition,
         last_offset: e.offset,
         last_event_id: format!("evt-{}-{}", e.partition, e.offset),
@@ -214,11 +214,7 @@ pub fn summarize(
         .map(|(k, r)| {
             (
                 k.clone(),
-                (
-                    Value::Object(r.state.clone()),
-                    r.last_offset,
-                    r.events_folded,
-                ),
+                (r.state.to_value(), r.last_offset, r.events_folded),
             )
         })
         .collect()
@@ -230,7 +226,7 @@ pub fn write_expected(path: &Path, rows: &BTreeMap<(String, String), StateRow>) 
     for r in rows.values() {
         s.push_str(
             &json!({
-                "tenant_id": r.tenant_id, "order_id": r.key, "state": Value::Object(r.state.clone()),
+                "tenant_id": r.tenant_id, "order_id": r.key, "state": r.state.to_value(),
                 "source_partition": r.source_partition, "last_offset": r.last_offset,
                 "last_event_id": r.last_event_id, "last_event_time_us": r.last_event_time_us,
                 "events_folded": r.events_folded,
@@ -321,7 +317,7 @@ pub async fn foreign_on(uri: &str, warehouse: &str, args: &[&str]) -> String {
 /// One row as `foreign_engine.py append-row` takes it.
 pub fn row_json(r: &StateRow) -> String {
     json!({
-        "tenant_id": r.tenant_id, "order_id": r.key, "state": Value::Object(r.state.clone()),
+        "tenant_id": r.tenant_id, "order_id": r.key, "state": r.state.to_value(),
         "source_partition": r.source_partition, "last_offset": r.last_offset,
         "last_event_id": r.last_event_id, "last_event_time_us": r.last_event_time_us,
         "events_folded": r.events_folded,

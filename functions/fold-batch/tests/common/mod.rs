@@ -58,7 +58,7 @@ pub fn comparable<'a>(rows: impl IntoIterator<Item = &'a StateRow>) -> Comparabl
             (
                 (r.tenant_id.clone(), r.key.clone()),
                 (
-                    oracle::normalize(&serde_json::Value::Object(r.state.clone())),
+                    oracle::normalize(&r.state.to_value()),
                     r.events_folded,
                     r.last_event_id.clone(),
                 ),

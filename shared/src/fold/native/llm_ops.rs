@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::envelope::{Attr, Envelope, parse_rfc3339_us};
-use crate::fold::{Fold, FoldError, FoldErrorKind, State};
+use crate::fold::{Fold, FoldError, FoldErrorKind, StateMap};
 use crate::json::Json;
 
 /// Upper bounds (ms) of the latency buckets; one more bucket holds everything above.
@@ -189,7 +189,7 @@ impl Fold for LlmOpsFold {
         Ok(())
     }
 
-    fn decode_state(&self, json: &State) -> Result<LlmOpsState, FoldError> {
+    fn decode_state(&self, json: &StateMap) -> Result<LlmOpsState, FoldError> {
         let bad = |field: &str, v: &Value| {
             FoldError::new(
                 FoldErrorKind::BadReturn,
@@ -259,8 +259,8 @@ impl Fold for LlmOpsFold {
         })
     }
 
-    fn encode_state(&self, s: &LlmOpsState) -> State {
-        let mut out = State::new();
+    fn encode_state(&self, s: &LlmOpsState) -> StateMap {
+        let mut out = StateMap::new();
         if s.calls == 0 {
             return out; // never happens for a stored key: a key exists once a call folded
         }
