@@ -502,3 +502,20 @@ fn a_returned_state_is_stored_as_canonical_json_text() {
         r#"{"B":"from prior","a":[1,[2,"x"]],"b":1.5,"big":9007199254740993,"c":{"y":true,"z":null},"f":1e+300,"n":42,"neg":-0.0,"é":"q\"\n"}"#
     );
 }
+
+#[test]
+fn a_state_of_many_fields_keeps_every_field_sorted() {
+    // More fields than the writer sorts on the stack (16), at the top and nested.
+    let src = "def fold(state, event):\n    d = {('k' + str(29 - i)): i for i in range(20)}\n    return dict(d, nested = dict(d))\n";
+    let fold = starlark(src, FoldLimits::default());
+    let r = fold_one_key(&fold, None, &[envelope_json(1, "A", serde_json::json!({}))]);
+    assert_eq!(r.errors, vec![]);
+    let fields: String = (10..30)
+        .map(|k| format!(r#""k{k}":{}"#, 29 - k))
+        .collect::<Vec<_>>()
+        .join(",");
+    assert_eq!(
+        r.state.expect("state").as_str(),
+        format!(r#"{{{fields},"nested":{{{fields}}}}}"#)
+    );
+}

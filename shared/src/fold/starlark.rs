@@ -493,16 +493,16 @@ fn write_dict(d: &DictRef<'_>, depth: usize, out: &mut Vec<u8>) -> Result<(), Fo
     const SMALL: usize = 16;
     let mut small: arrayvec::ArrayVec<(&str, Value<'_>), SMALL> = arrayvec::ArrayVec::new();
     let mut large = Vec::new();
-    for (k, x) in d.iter() {
-        let k = k.unpack_str().ok_or_else(|| string_keys(k))?;
-        if let Err(e) = small.try_push((k, x)) {
-            large.extend(small.drain(..));
-            large.push(e.element());
+    let entries: &mut [(&str, Value<'_>)] = if d.len() <= SMALL {
+        for (k, x) in d.iter() {
+            small.push((k.unpack_str().ok_or_else(|| string_keys(k))?, x));
         }
-    }
-    let entries: &mut [(&str, Value<'_>)] = if large.is_empty() {
         &mut small
     } else {
+        large.reserve_exact(d.len());
+        for (k, x) in d.iter() {
+            large.push((k.unpack_str().ok_or_else(|| string_keys(k))?, x));
+        }
         &mut large
     };
     // Dict keys are distinct: an unstable sort is deterministic here.
