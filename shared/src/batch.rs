@@ -140,10 +140,12 @@ impl CompiledPipeline {
     }
 }
 
-/// One decoded record, kept with the record it came from.
+/// One decoded record, kept with the record it came from. The envelope is the decoded one
+/// (borrowed: the batch engine's archive append reads the same envelopes at the same time),
+/// or the upcast one.
 struct Item<'r> {
     record: &'r SourceRecord,
-    envelope: Envelope,
+    envelope: Cow<'r, Envelope>,
 }
 
 /// The events of one row of a batch, in (partition, offset) order.
@@ -213,9 +215,10 @@ impl Decoded {
     }
 }
 
-/// Decodes each record's envelope and reads its row key: the part of [`prepare`] that
+/// Decodes each record's envelope and reads its row key: the part of a batch's work that
 /// needs no other record, so a caller may run it elsewhere (`refold fold` decodes the next
-/// batch on another thread while it folds this one).
+/// batch on another thread while it folds this one) and share it ([`prepare_decoded`]
+/// borrows it, so the archive's append can read the same envelopes meanwhile).
 pub fn decode(cp: &CompiledPipeline, records: &[SourceRecord]) -> Vec<Decoded> {
     let keyed = cp.upcasters.is_empty();
     records
@@ -231,24 +234,15 @@ pub fn decode(cp: &CompiledPipeline, records: &[SourceRecord]) -> Vec<Decoded> {
         .collect()
 }
 
-/// Decodes a batch. Records must be in (partition, offset) order, as every adapter
-/// delivers them; this is checked. `undecodable` are records of the same batch that could
-/// not be read at all (bad base64): they take the same path as every other poison record
-/// (dead letter, skip or fail by policy; already applied below the committed offset).
-pub fn prepare<'r>(
-    cp: &CompiledPipeline,
-    records: &'r [SourceRecord],
-    undecodable: &'r [DeadLetter],
-) -> Result<Prepared<'r>> {
-    prepare_decoded(cp, records, decode(cp, records), undecodable)
-}
-
-/// [`prepare`] with the envelopes already decoded: `decoded[i]` is [`decode`]'s result for
-/// `records[i]`.
+/// Groups a decoded batch by row: `decoded[i]` is [`decode`]'s result for `records[i]`.
+/// Records must be in (partition, offset) order, as every adapter delivers them; this is
+/// checked. `undecodable` are records of the same batch that could not be read at all (bad
+/// base64): they take the same path as every other poison record (dead letter, skip or fail
+/// by policy; already applied below the committed offset).
 pub fn prepare_decoded<'r>(
     cp: &CompiledPipeline,
     records: &'r [SourceRecord],
-    decoded: Vec<Decoded>,
+    decoded: &'r [Decoded],
     undecodable: &'r [DeadLetter],
 ) -> Result<Prepared<'r>> {
     assert_eq!(decoded.len(), records.len(), "one decode result per record");
@@ -268,7 +262,7 @@ pub fn prepare_decoded<'r>(
     let mut poison: Vec<Poison<'r>> = undecodable.iter().map(Poison::Undecodable).collect();
     let mut filtered = 0;
     for (record, Decoded { envelope, key }) in records.iter().zip(decoded) {
-        let envelope = match envelope {
+        let envelope: &'r Envelope = match envelope {
             Ok(e) => e,
             Err(e) => {
                 let kind = if e.is_bad_json() {
@@ -286,14 +280,22 @@ pub fn prepare_decoded<'r>(
         }
         // After the filter (upcasting keeps the type): an upcaster is user code, and its
         // failure is the event's, set aside like a fold's.
-        let envelope = match cp.upcast(envelope) {
+        let upcast = if cp.upcasters.is_empty() {
+            Ok(Cow::Borrowed(envelope))
+        } else {
+            cp.upcast(envelope.clone()).map(Cow::Owned)
+        };
+        let envelope = match upcast {
             Ok(e) => e,
             Err(reason) => {
                 poison.push(Poison::Record(record, DeadLetterKind::FoldError, reason));
                 continue;
             }
         };
-        let key = match key.map_or_else(|| envelope.key(&cp.key_field), |k| k.map(Cow::Owned)) {
+        let key = match key.as_ref().map_or_else(
+            || envelope.key(&cp.key_field),
+            |k| k.as_deref().map(Cow::Borrowed).map_err(Clone::clone),
+        ) {
             Ok(k) => k,
             Err(e) => {
                 poison.push(Poison::Record(
@@ -552,7 +554,7 @@ impl Prepared<'_> {
             .collect();
         let envelopes: Vec<Vec<&Envelope>> = work
             .iter()
-            .map(|(_, items)| items.iter().map(|i| &i.envelope).collect())
+            .map(|(_, items)| items.iter().map(|i| &*i.envelope).collect())
             .collect();
         let inputs: Vec<KeyEvents> = ids
             .iter()
@@ -719,17 +721,6 @@ impl InMemoryFold {
     }
 }
 
-impl Prepared<'_> {
-    /// The decoded envelopes, given back so that a caller can free them elsewhere (freeing
-    /// a batch's parsed documents is a tenth of the work of folding it).
-    pub fn into_envelopes(self) -> Vec<Envelope> {
-        self.groups
-            .into_iter()
-            .flat_map(|g| g.items.into_iter().map(|i| i.envelope))
-            .collect()
-    }
-}
-
 /// Folds `records` (in (partition, offset) order) in batches of `batch_size`, each onto the
 /// states the previous ones left: what the fold-batch Lambda does, without a table.
 pub fn fold_in_memory(
@@ -740,7 +731,8 @@ pub fn fold_in_memory(
     assert!(batch_size > 0, "batch_size > 0");
     let mut fold = InMemoryFold::default();
     for chunk in records.chunks(batch_size) {
-        fold.fold_batch(cp, &prepare(cp, chunk, &[])?);
+        let decoded = decode(cp, chunk);
+        fold.fold_batch(cp, &prepare_decoded(cp, chunk, &decoded, &[])?);
     }
     Ok(fold.finish())
 }

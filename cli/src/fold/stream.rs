@@ -13,7 +13,6 @@ use std::sync::mpsc;
 
 use anyhow::Context;
 use refold::batch::{self, CompiledPipeline, Decoded, InMemoryFold, InMemoryView};
-use refold::envelope::Envelope;
 use refold::record::SourceRecord;
 
 /// Batches decoded ahead of the fold, at most: bounds memory when decoding runs ahead.
@@ -34,17 +33,17 @@ pub fn fold_file(
         // Both channels live in this closure: each hangs up when it returns, and the
         // threads end before the scope joins them.
         let (batches, decoded) = mpsc::sync_channel::<anyhow::Result<ReadBatch>>(BATCHES_AHEAD_MAX);
-        let (bin, garbage) = mpsc::channel::<(Vec<SourceRecord>, Vec<Envelope>)>();
+        let (bin, garbage) = mpsc::channel::<ReadBatch>();
         s.spawn(move || read_and_decode(cp, file, topic, batch_size, &batches));
         s.spawn(move || garbage.into_iter().for_each(drop));
         let mut fold = InMemoryFold::default();
         for batch in decoded {
-            let (records, envelopes) = batch?;
-            let prepared = batch::prepare_decoded(cp, &records, envelopes, &[])?;
+            let (records, decoded) = batch?;
+            let prepared = batch::prepare_decoded(cp, &records, &decoded, &[])?;
             fold.fold_batch(cp, &prepared);
-            let envelopes = prepared.into_envelopes();
+            drop(prepared);
             // The freeing thread ends when `bin` is dropped, so a send cannot fail.
-            let _ = bin.send((records, envelopes));
+            let _ = bin.send((records, decoded));
         }
         drop(bin);
         Ok(fold.finish())

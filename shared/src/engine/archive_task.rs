@@ -26,18 +26,20 @@ pub(super) enum ArchiveTask {
 }
 
 impl ArchiveTask {
-    /// Starts appending `events` (partition `p`'s valid envelopes, in offset order, as the
-    /// archive's rows; or why they could not be built) and moving the archive's offset to
-    /// `next_offset`.
+    /// Starts building the rows (`rows`: partition `p`'s valid envelopes, in offset order,
+    /// as the archive's rows, or why they could not be built), appending them and moving the
+    /// archive's offset to `next_offset`. Building them is part of the task: on a
+    /// multi-threaded runtime it runs on another core than the merge.
     pub(super) fn start(
         archive: &Arc<Archive>,
         p: i32,
-        events: Result<RecordBatch>,
+        rows: impl FnOnce(&Archive) -> Result<RecordBatch> + Send + 'static,
         next_offset: i64,
     ) -> Self {
         let archive = Arc::clone(archive);
         let append = async move {
-            let outcome = archive.append(p, &events?, next_offset).await?;
+            let events = rows(&archive)?;
+            let outcome = archive.append(p, &events, next_offset).await?;
             Ok(outcome.appended)
         };
         Self::Running(tokio::spawn(append.in_current_span()))

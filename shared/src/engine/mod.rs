@@ -3,8 +3,9 @@
 //! fold-batch Lambda (records from the Kafka ESM event), `refold demo` (records from the
 //! in-process Kafka), and the replay worker (records read from Kafka directly).
 //!
-//! Per partition: [`batch::prepare`] (decode, key check, group), the event archive's append
-//! started beside the rest ([`archive_task`]), then [`StateTable::merge_batch`] with a step
+//! Per partition: [`batch::decode`], the event archive's append started beside the rest
+//! ([`archive_task`]: it builds its rows from the same decoded envelopes, on another core),
+//! [`batch::prepare_decoded`] (key check, group), then [`StateTable::merge_batch`] with a step
 //! that folds onto the priors the table found, writes the partition's dead letters and
 //! waits for the archive's commit, all *before* the commit that moves the offsets past
 //! them (dead letters under a name that is a function of the batch: a rewrite is
@@ -14,6 +15,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
+
+use arrow_array::RecordBatch;
 
 use crate::archive::{Archive, EventColumns};
 use crate::batch::{self, CompiledPipeline, Counts, Folded};
@@ -70,6 +73,28 @@ pub struct BatchReport {
     pub archived: usize,
 }
 
+/// One partition's records (sorted by offset) and their decoded envelopes: read by the
+/// merge and, at the same time, by the archive's append task, which builds its rows from
+/// them on another core.
+struct DecodedPartition {
+    records: Vec<SourceRecord>,
+    /// `decoded[i]` is record `i`'s.
+    decoded: Vec<batch::Decoded>,
+}
+
+impl DecodedPartition {
+    /// The archive's rows: every record whose envelope decoded, in offset order.
+    fn archive_rows(&self, cp: &CompiledPipeline, archive: &Archive) -> Result<RecordBatch> {
+        let mut columns = EventColumns::with_capacity(self.records.len());
+        self.records
+            .iter()
+            .zip(&self.decoded)
+            .filter_map(|(r, d)| Some((r, d.envelope.as_ref().ok()?, d)))
+            .try_for_each(|(r, e, d)| columns.push(r, e, d.row_key(cp).as_deref()))?;
+        columns.finish(archive.arrow_schema())
+    }
+}
+
 /// What one partition of a batch did.
 struct PartitionReport {
     /// The fold's outcome (its rows moved into the commit: see `rows`).
@@ -83,7 +108,8 @@ struct PartitionReport {
 
 /// The batch engine of one pipeline and its state table.
 pub struct BatchProcessor {
-    cp: CompiledPipeline,
+    /// Shared with the archive's append tasks (they read row keys through it).
+    cp: Arc<CompiledPipeline>,
     table: StateTable,
     dead_letters: Arc<dyn DeadLetterStore>,
     /// The source's event archive; None for `archive: false` and for replays (which
@@ -105,7 +131,7 @@ impl BatchProcessor {
             .source_of(cp.pipeline.transformation())
             .partitions;
         Self {
-            cp,
+            cp: Arc::new(cp),
             table,
             dead_letters,
             archive: None,
@@ -194,12 +220,13 @@ impl BatchProcessor {
         for (p, (mut recs, mut bad)) in parts {
             recs.sort_by_key(|r| r.offset);
             bad.sort_by_key(|d| d.offset);
+            let received = recs.len() + bad.len();
             let part = self
-                .process_partition(p, &recs, &bad)
+                .process_partition(p, recs, &bad)
                 .await
                 .map_err(|e| e.with_context(format!("{} partition {p}", self.cp.name())))?;
             let f = part.folded;
-            if !f.counts.balanced() || f.counts.received != recs.len() + bad.len() {
+            if !f.counts.balanced() || f.counts.received != received {
                 return Err(Error::new(
                     ErrorKind::Internal,
                     format!("batch accounting, partition {p}: {:?}", f.counts),
@@ -222,13 +249,14 @@ impl BatchProcessor {
     async fn process_partition(
         &self,
         p: i32,
-        records: &[SourceRecord],
+        records: Vec<SourceRecord>,
         undecodable: &[DeadLetter],
     ) -> Result<PartitionReport> {
-        let decoded = batch::decode(&self.cp, records);
-        let mut archive = self.start_archive(p, records, &decoded, undecodable);
+        let decoded = batch::decode(&self.cp, &records);
+        let batch = Arc::new(DecodedPartition { records, decoded });
+        let mut archive = self.start_archive(p, &batch, undecodable);
         let merged = self
-            .merge_partition(p, records, decoded, undecodable, &mut archive)
+            .merge_partition(p, &batch, undecodable, &mut archive)
             .await;
         // A merge that failed before its step waited leaves the append running: wait for it
         // here, so nothing of this batch still runs once the call returns.
@@ -242,12 +270,12 @@ impl BatchProcessor {
     async fn merge_partition(
         &self,
         p: i32,
-        records: &[SourceRecord],
-        decoded: Vec<batch::Decoded>,
+        batch: &DecodedPartition,
         undecodable: &[DeadLetter],
         archive: &mut ArchiveTask,
     ) -> Result<PartitionReport> {
-        let prepared = batch::prepare_decoded(&self.cp, records, decoded, undecodable)?;
+        let prepared =
+            batch::prepare_decoded(&self.cp, &batch.records, &batch.decoded, undecodable)?;
         let keys = prepared.row_ids();
         let ends = prepared.partition_ends();
         let first = prepared.first_offset(p);
@@ -295,14 +323,14 @@ impl BatchProcessor {
     fn start_archive(
         &self,
         p: i32,
-        records: &[SourceRecord],
-        decoded: &[batch::Decoded],
+        batch: &Arc<DecodedPartition>,
         undecodable: &[DeadLetter],
     ) -> ArchiveTask {
         let Some(archive) = &self.archive else {
             return ArchiveTask::None;
         };
-        let next_offset = records
+        let next_offset = batch
+            .records
             .iter()
             .map(|r| r.offset)
             .chain(undecodable.iter().map(|d| d.offset))
@@ -311,14 +339,8 @@ impl BatchProcessor {
         if next_offset == 0 {
             return ArchiveTask::None;
         }
-        let mut columns = EventColumns::with_capacity(records.len());
-        let built = records
-            .iter()
-            .zip(decoded)
-            .filter_map(|(r, d)| Some((r, d.envelope.as_ref().ok()?, d)))
-            .try_for_each(|(r, e, d)| columns.push(r, e, d.row_key(&self.cp).as_deref()))
-            .and_then(|()| columns.finish(archive.arrow_schema()));
-        ArchiveTask::start(archive, p, built, next_offset)
+        let (batch, cp) = (Arc::clone(batch), Arc::clone(&self.cp));
+        ArchiveTask::start(archive, p, move |a| batch.archive_rows(&cp, a), next_offset)
     }
 
     /// Under `on_error: fail`, a batch must start at or before the committed offset: a
