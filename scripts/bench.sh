@@ -118,10 +118,10 @@ if want e2e; then
       log "fold-batch ($store): loading $keys keys"
       # MALLOC_ARENA_MAX: the functions' environment as deployed (infra/template.yaml).
       # shellcheck disable=SC2046  # store_env prints whole KEY=VALUE words
-      env MALLOC_ARENA_MAX=2 $(store_env "$store" "$keys" "$d") "$E2E" load "$d" "$keys"
+      env MALLOC_ARENA_MAX=1 $(store_env "$store" "$keys" "$d") "$E2E" load "$d" "$keys"
       log "fold-batch ($store): 1 + $BATCHES batches of 10,000 events into $keys keys"
       # shellcheck disable=SC2046
-      env MALLOC_ARENA_MAX=2 $(store_env "$store" "$keys" "$d") "$E2E" run "$d" "$d"/esm/batch-*.json \
+      env MALLOC_ARENA_MAX=1 $(store_env "$store" "$keys" "$d") "$E2E" run "$d" "$d"/esm/batch-*.json \
         | while read -r line; do
           record "{\"what\":\"e2e\",\"who\":\"refold\",\"store\":\"$store\",\"keys\":$keys,\"r\":$line}"
         done
@@ -150,7 +150,7 @@ if want table; then
   # The bench prints its table on stderr; cargo itself is quiet (-q). It reads knobs of the
   # same names as this script's: its own folder (it clears it; a REFOLD_BENCH_DIR given to
   # this script must keep the results), the sizes comma-separated.
-  env MALLOC_ARENA_MAX=2 REFOLD_BENCH_DIR="$DIR/table" REFOLD_BENCH_SIZES="${SIZES// /,}" \
+  env MALLOC_ARENA_MAX=1 REFOLD_BENCH_DIR="$DIR/table" REFOLD_BENCH_SIZES="${SIZES// /,}" \
     cargo bench -q --workspace --bench table 2>&1 | tee "$DIR/table.txt" >&2
 fi
 
