@@ -24,8 +24,9 @@ pub struct State(Box<str>);
 impl State {
     /// Checks that `text` is a JSON object and keeps it. The check builds nothing (serde_json
     /// reads the text through and ignores it): every prior row of a merge passes here, and
-    /// the fold parses it again. (A state nested deeper than [`json::MAX_DEPTH`] passes and
-    /// is refused by the fold, for its key only.)
+    /// the fold parses it again. (A state refold's reader refuses, nested deeper than
+    /// [`json::MAX_DEPTH`] or with a number beyond `f64`, passes here and fails in the fold,
+    /// for its key only.)
     pub fn parse(text: &str) -> Result<Self, String> {
         if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
             return Err(format!("not JSON: {e}"));
@@ -41,16 +42,6 @@ impl State {
         Self(crate::table::row::canonical_object(m).into_boxed_str())
     }
 
-    /// The canonical text of a parsed object; None if `v` is not an object.
-    pub fn from_json(v: &json::Value) -> Option<Self> {
-        if !v.is_object() {
-            return None;
-        }
-        let mut out = Vec::with_capacity(64);
-        json::write_value_text(v, &mut out);
-        Some(Self(json::utf8_text(out).into_boxed_str()))
-    }
-
     /// Text the caller wrote as a canonical JSON object (the Starlark fold's writer).
     pub(crate) fn from_canonical(text: String) -> Self {
         debug_assert!(
@@ -58,11 +49,6 @@ impl State {
             "not a JSON object: {text}"
         );
         Self(text.into_boxed_str())
-    }
-
-    /// `{}`.
-    pub fn empty() -> Self {
-        Self("{}".into())
     }
 
     pub fn as_str(&self) -> &str {
@@ -91,9 +77,10 @@ impl State {
     }
 }
 
+/// `{}`.
 impl Default for State {
     fn default() -> Self {
-        Self::empty()
+        Self("{}".into())
     }
 }
 
@@ -142,13 +129,11 @@ mod tests {
     }
 
     #[test]
-    fn from_map_and_from_json_write_sorted_keys() {
+    fn from_map_writes_sorted_keys() {
         let m: StateMap = serde_json::from_str(r#"{"z":{"b":2,"a":1.5},"a":[true,null]}"#).unwrap();
         let want = r#"{"a":[true,null],"z":{"a":1.5,"b":2}}"#;
         assert_eq!(State::from_map(&m).as_str(), want);
-        let v = json::parse(br#"{"z":{"b":2,"a":1.5},"a":[true,null]}"#).unwrap();
-        assert_eq!(State::from_json(&v).unwrap().as_str(), want);
-        assert!(State::from_json(&json::parse(b"3").unwrap()).is_none());
+        assert_eq!(State::default().as_str(), "{}");
     }
 
     #[test]
