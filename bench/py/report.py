@@ -79,6 +79,22 @@ def e2e_rows(add, k, rs, ps):
             f"{ratio(py_cost, rf_cost)} cheaper |")
 
 
+def shipped_row(add, k, shipped, rs):
+    """The shipped build's warm batches (the functions' profile) against the release build's
+    of the same run, which the other e2e rows report."""
+    if not shipped or len(rs) < 2:
+        return
+    warm = [r["r"] for r in shipped[1:]] or [shipped[0]["r"]]
+    ms = [r["ms"] for r in warm]
+    p50, p99 = statistics.median(ms), pct(ms, 99)
+    base = statistics.median(r["ms"] for r in rs[1:])
+    cpu = sorted(r["cpu_ms"] for r in warm)
+    add(f"| fold-batch e2e, {k}: the shipped build (`{shipped[0]['profile']}` profile), warm "
+        f"p50 / p99 (of {len(warm)}) | {p50:.0f} / {p99:.0f} ms (CPU {cpu[0]:.0f}-{cpu[-1]:.0f}) "
+        f"| release build warm p50 {base:.0f} ms (the rows above) | "
+        f"{ratio(max(p50, base), min(p50, base))} {'slower' if p50 > base else 'faster'} |")
+
+
 def main():
     rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
     out = []
@@ -123,6 +139,9 @@ def main():
         e2e_rows(add, f"{keys:,} keys, {stores.get(store, store)}",
                  [r["r"] for r in mine if r["who"] == "refold"],
                  [r["r"] for r in mine if r["who"] == "python"])
+        shipped_row(add, f"{keys:,} keys, {stores.get(store, store)}",
+                    [r for r in mine if r["who"] == "refold-shipped"],
+                    [r["r"] for r in mine if r["who"] == "refold"])
 
     for r in (r for r in rows if r["what"] == "cold"):
         c = r["r"]
