@@ -57,7 +57,9 @@ log "building (release; the lambda profile for the functions)"
 # --workspace: the feature set of the test build, so nothing of the tree builds again
 cargo build --release -q --workspace --bins
 cargo bench -q --workspace --bench e2e --no-run 2>/dev/null
-E2E="$(ls -t "$CARGO_TARGET_DIR"/release/deps/e2e-* | grep -v '\.d$' | head -1)"
+# newest_e2e PROFILE: the e2e bench binary cargo built last with PROFILE.
+newest_e2e() { ls -t "$CARGO_TARGET_DIR/$1"/deps/e2e-* | grep -v '\.d$' | head -1; }
+E2E="$(newest_e2e release)"
 FUNCTIONS="fold-batch snapshot-compactor replay-api replay-worker"
 if want cold && [ "$COLD_PROFILE" != release ]; then
   cargo build -q --profile "$COLD_PROFILE" $(printf -- '-p %s ' $FUNCTIONS)
@@ -68,7 +70,7 @@ fi
 E2E_SHIPPED=""
 if want e2e && [ "$COLD_PROFILE" != release ]; then
   cargo bench -q --profile "$COLD_PROFILE" -p fold-batch --bench e2e --no-run 2>/dev/null
-  E2E_SHIPPED="$(ls -t "$CARGO_TARGET_DIR/$COLD_PROFILE"/deps/e2e-* | grep -v '\.d$' | head -1)"
+  E2E_SHIPPED="$(newest_e2e "$COLD_PROFILE")"
 fi
 
 # timed OUTFILE CMD...: runs CMD (stdout to OUTFILE, stderr dropped), prints
@@ -120,31 +122,34 @@ store_env() {
   fi
 }
 
+# e2e_pass BIN PROFILE WHO STORE KEYS DIR: loads a table of KEYS keys on STORE with BIN (built
+# with PROFILE), runs the payloads in DIR/esm through it as one warm container, and records
+# each batch as WHO's.
+e2e_pass() {
+  local bin=$1 profile=$2 who=$3 store=$4 keys=$5 d=$6
+  log "fold-batch ($store, $profile build): loading $keys keys"
+  # MALLOC_ARENA_MAX: the functions' environment as deployed (infra/template.yaml).
+  # shellcheck disable=SC2046  # store_env prints whole KEY=VALUE words
+  env MALLOC_ARENA_MAX=1 $(store_env "$store" "$keys" "$d") "$bin" load "$d" "$keys"
+  log "fold-batch ($store, $profile build): 1 + $BATCHES batches of 10,000 events into $keys keys"
+  # shellcheck disable=SC2046
+  env MALLOC_ARENA_MAX=1 $(store_env "$store" "$keys" "$d") "$bin" run "$d" "$d"/esm/batch-*.json \
+    | while read -r line; do
+      record "{\"what\":\"e2e\",\"who\":\"$who\",\"profile\":\"$profile\",\"store\":\"$store\",\"keys\":$keys,\"r\":$line}"
+    done
+}
+
 if want e2e; then
   for store in $STORES; do
     for keys in $SIZES; do
       d="$DIR/e2e-$store-$keys"
       mkdir -p "$d"
       "$PY" bench/py/esm_payloads.py "$d/esm" --keys "$keys" --events 10000 --batches $(( BATCHES + 1 ))
-      log "fold-batch ($store): loading $keys keys"
-      # MALLOC_ARENA_MAX: the functions' environment as deployed (infra/template.yaml).
-      # shellcheck disable=SC2046  # store_env prints whole KEY=VALUE words
-      env MALLOC_ARENA_MAX=1 $(store_env "$store" "$keys" "$d") "$E2E" load "$d" "$keys"
-      log "fold-batch ($store): 1 + $BATCHES batches of 10,000 events into $keys keys"
-      # shellcheck disable=SC2046
-      env MALLOC_ARENA_MAX=1 $(store_env "$store" "$keys" "$d") "$E2E" run "$d" "$d"/esm/batch-*.json \
-        | while read -r line; do
-          record "{\"what\":\"e2e\",\"who\":\"refold\",\"store\":\"$store\",\"keys\":$keys,\"r\":$line}"
-        done
+      e2e_pass "$E2E" release refold "$store" "$keys" "$d"
       if [ -n "$E2E_SHIPPED" ] && [ "$store" = fs ] && [ "$keys" = "${SIZES##* }" ]; then
-        shipped="$d-shipped"
-        rm -rf "$shipped" && mkdir -p "$shipped" && ln -s "$d/esm" "$shipped/esm"
-        log "fold-batch ($store, $COLD_PROFILE build): the same batches into a fresh $keys-key table"
-        env MALLOC_ARENA_MAX=1 "$E2E_SHIPPED" load "$shipped" "$keys"
-        env MALLOC_ARENA_MAX=1 "$E2E_SHIPPED" run "$shipped" "$shipped"/esm/batch-*.json \
-          | while read -r line; do
-            record "{\"what\":\"e2e\",\"who\":\"refold-shipped\",\"profile\":\"$COLD_PROFILE\",\"store\":\"$store\",\"keys\":$keys,\"r\":$line}"
-          done
+        # The same payloads into a freshly loaded table.
+        rm -rf "$d-shipped" && mkdir -p "$d-shipped" && ln -s "$d/esm" "$d-shipped/esm"
+        e2e_pass "$E2E_SHIPPED" "$COLD_PROFILE" refold-shipped "$store" "$keys" "$d-shipped"
       fi
     done
   done

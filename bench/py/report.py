@@ -40,17 +40,22 @@ def verdict(value, target):
     return "met" if value <= target else ratio(value, target) + " over"
 
 
+def warm_batches(rs):
+    """A container's batches: (the first, the warm ones after it, their p50 and p99 ms, their
+    CPU ms sorted)."""
+    first, warm = rs[0], rs[1:] or rs
+    ms = [r["ms"] for r in warm]
+    return first, warm, statistics.median(ms), pct(ms, 99), sorted(r["cpu_ms"] for r in warm)
+
+
 def e2e_rows(add, k, rs, ps):
     """fold-batch e2e rows for one store and size: refold's warm batches against the Python
     way's, the ratio of events/s, the cost per million events."""
     rf_eps = rf_cost = py_eps = py_cost = None
     if rs:
-        first, warm = rs[0], rs[1:] or rs
-        ms = [r["ms"] for r in warm]
-        p50, p99 = statistics.median(ms), pct(ms, 99)
+        first, warm, p50, p99, cpu = warm_batches(rs)
         ev = warm[0]["events"]
         rf_eps = ev / (p50 / 1e3)
-        cpu = sorted(r["cpu_ms"] for r in warm)
         cpu_ev = statistics.median(cpu) / ev
         rss = max(r["peak_rss_kb"] for r in rs)
         rf_cost, rf_mem = lambda_cost_per_m(cpu_ev, rss)
@@ -82,13 +87,10 @@ def e2e_rows(add, k, rs, ps):
 def shipped_row(add, k, shipped, rs):
     """The shipped build's warm batches (the functions' profile) against the release build's
     of the same run, which the other e2e rows report."""
-    if not shipped or len(rs) < 2:
+    if not shipped or not rs:
         return
-    warm = [r["r"] for r in shipped[1:]] or [shipped[0]["r"]]
-    ms = [r["ms"] for r in warm]
-    p50, p99 = statistics.median(ms), pct(ms, 99)
-    base = statistics.median(r["ms"] for r in rs[1:])
-    cpu = sorted(r["cpu_ms"] for r in warm)
+    _, warm, p50, p99, cpu = warm_batches([r["r"] for r in shipped])
+    base = warm_batches(rs)[2]
     add(f"| fold-batch e2e, {k}: the shipped build (`{shipped[0]['profile']}` profile), warm "
         f"p50 / p99 (of {len(warm)}) | {p50:.0f} / {p99:.0f} ms (CPU {cpu[0]:.0f}-{cpu[-1]:.0f}) "
         f"| release build warm p50 {base:.0f} ms (the rows above) | "
