@@ -124,7 +124,7 @@ async fn merge(t: &StateTable, p: i32, evs: &[(Id, i64)], next: i64) -> f64 {
     t.merge_batch(
         p,
         &keys,
-        async |committed: i64, priors: &HashMap<Id, StateRow>| {
+        async |committed: i64, priors: &refold::batch::Rows| {
             let mut cur: HashMap<Id, StateRow> = HashMap::new();
             for (i, (id, v)) in evs.iter().enumerate() {
                 let o = first + i as i64;

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use aws_sdk_glue::error::ProvideErrorMetadata;
 use iceberg::{NamespaceIdent, TableIdent};
+use refold::batch::Rows;
 use refold::error::Result;
 use refold::table::{
     CatalogConfig, CatalogSwap, FoldedBatch, SharedCatalogSwap, StateColumns, StateRow, StateTable,
@@ -144,7 +145,7 @@ fn keys(events: &[(&str, i64)]) -> Vec<(String, String)> {
 
 fn folder<'a>(
     events: &'a [(&'a str, i64)],
-) -> impl AsyncFnMut(i64, &HashMap<(String, String), StateRow>) -> Result<FoldedBatch> + 'a {
+) -> impl AsyncFnMut(i64, &Rows) -> Result<FoldedBatch> + 'a {
     async move |committed, priors| {
         let mut cur: BTreeMap<(String, String), StateRow> = BTreeMap::new();
         let mut next = committed;

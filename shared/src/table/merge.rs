@@ -15,6 +15,7 @@ use super::retry::{self, Attempt};
 use super::{
     FaultPoint, Loaded, StateRow, StateTable, TableLimits, lookup, offsets, position_delete, writer,
 };
+use crate::batch::Rows;
 use crate::error::{Error, ErrorKind, Result};
 
 /// What the fold closure of `merge_batch` returns.
@@ -71,7 +72,7 @@ impl StateTable {
         mut fold: F,
     ) -> Result<MergeOutcome>
     where
-        F: AsyncFnMut(i64, &HashMap<(String, String), StateRow>) -> Result<FoldedBatch>,
+        F: AsyncFnMut(i64, &Rows) -> Result<FoldedBatch>,
     {
         let ctx = || format!("merge into {} partition {partition}", self.cfg.table);
         self.check_merge_input(partition, keys)
@@ -124,7 +125,7 @@ impl StateTable {
         attempts: u32,
     ) -> Result<Attempt<MergeOutcome>>
     where
-        F: AsyncFnMut(i64, &HashMap<(String, String), StateRow>) -> Result<FoldedBatch>,
+        F: AsyncFnMut(i64, &Rows) -> Result<FoldedBatch>,
     {
         let t_load = Instant::now();
         self.check_base(&base)?;
@@ -183,7 +184,7 @@ impl StateTable {
         base_files: BTreeSet<String>,
     ) -> Result<Option<MergePlan>>
     where
-        F: AsyncFnMut(i64, &HashMap<(String, String), StateRow>) -> Result<FoldedBatch>,
+        F: AsyncFnMut(i64, &Rows) -> Result<FoldedBatch>,
     {
         let t_lookup = Instant::now();
         let caches = lookup::Caches {
@@ -193,7 +194,7 @@ impl StateTable {
         let found = lookup::find_rows(&self.file_io, &self.codec, live, &st.keys, caches).await?;
         let t_fold = Instant::now();
         st.timings.lookup_ms = ms(t_lookup, t_fold);
-        let mut priors: HashMap<Identity, StateRow> = HashMap::with_capacity(found.len());
+        let mut priors = Rows::with_capacity_and_hasher(found.len(), Default::default());
         // Sorted by identity, as the fold's rows will be: the write pairs them in one pass.
         let mut located: Vec<Located> = Vec::with_capacity(found.len());
         for (id, f) in found {

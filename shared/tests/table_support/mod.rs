@@ -2,12 +2,13 @@
 //! synthetic events, the sequential reference fold, and an independent reader.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use futures::TryStreamExt;
+use refold::batch::Rows;
 use refold::error::{Error, ErrorKind, Result};
 use refold::table::{
     CatalogConfig, FoldedBatch, MergeOutcome, StateColumns, StateRow, StateTable, TableConfig,
@@ -83,9 +84,7 @@ pub fn apply(prior: Option<&StateRow>, e: &Ev) -> StateRow {
 
 /// The fold closure `merge_batch` gets for a batch (events of one partition, offset order):
 /// skips events below the committed offset, as the real fold-batch handler does.
-pub fn folder(
-    batch: &[Ev],
-) -> impl AsyncFnMut(i64, &HashMap<(String, String), StateRow>) -> Result<FoldedBatch> + '_ {
+pub fn folder(batch: &[Ev]) -> impl AsyncFnMut(i64, &Rows) -> Result<FoldedBatch> + '_ {
     async move |committed, priors| {
         let mut cur: BTreeMap<(String, String), StateRow> = BTreeMap::new();
         let mut next = committed;
