@@ -7,7 +7,8 @@
 //! record. Reading prior states and committing rows belong to the caller (the state table).
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 
 use hashbrown::Equivalent;
 use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
@@ -169,8 +170,9 @@ struct Item<'r> {
 
 /// The events of one row of a batch, in (partition, offset) order.
 struct Group<'r> {
-    tenant: String,
-    key: String,
+    /// Borrowed from the batch's envelopes, unless an upcaster made the envelope.
+    tenant: Cow<'r, str>,
+    key: Cow<'r, str>,
     items: Vec<Item<'r>>,
 }
 
@@ -311,10 +313,14 @@ pub fn prepare_decoded<'r>(
                 continue;
             }
         };
-        let key = match key.as_ref().map_or_else(
-            || envelope.key(&cp.key_field),
-            |k| k.as_deref().map(Cow::Borrowed).map_err(Clone::clone),
-        ) {
+        // Borrowed for the batch's life where the decode read the key; else owned.
+        let key: std::result::Result<Cow<'r, str>, EnvelopeError> = match key {
+            Some(k) => k.as_deref().map(Cow::Borrowed).map_err(Clone::clone),
+            None => envelope
+                .key(&cp.key_field)
+                .map(|k| Cow::Owned(k.into_owned())),
+        };
+        let key = match key {
             Ok(k) => k,
             Err(e) => {
                 poison.push(Poison::Record(
@@ -329,9 +335,14 @@ pub fn prepare_decoded<'r>(
             poison.push(Poison::Record(record, DeadLetterKind::KeyMismatch, reason));
             continue;
         }
-        let group = grouping.group(envelope.tenant_id(), &key);
-        drop(key);
-        group.items.push(Item { record, envelope });
+        let tenant = match &envelope {
+            Cow::Borrowed(e) => Cow::Borrowed(e.tenant_id()),
+            Cow::Owned(e) => Cow::Owned(e.tenant_id().to_owned()),
+        };
+        grouping
+            .group(tenant, key)
+            .items
+            .push(Item { record, envelope });
     }
     let mut spans: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
     let offsets = records
@@ -351,40 +362,40 @@ pub fn prepare_decoded<'r>(
     })
 }
 
-/// Groups a batch's items by row. A row's identity is looked up as bytes built in a
-/// reused buffer, so an event of a row already seen allocates nothing (the order stream
-/// has ~3 events per key: two String copies per event were a tenth of `refold fold`).
+/// Groups a batch's items by row. The index holds group numbers only, hashed by identity
+/// and compared against the groups' own (borrowed) strings: an event allocates nothing
+/// for its row's identity (two String copies per event were a tenth of `refold fold`).
 #[derive(Default)]
 struct Grouping<'r> {
     groups: Vec<Group<'r>>,
-    /// (tenant length, tenant, key) as bytes, to the group's index.
-    index: FxHashMap<Vec<u8>, usize>,
-    scratch: Vec<u8>,
+    /// Indexes into `groups`, by the hash of their (tenant, key).
+    index: hashbrown::HashTable<usize>,
 }
 
 impl<'r> Grouping<'r> {
-    fn group(&mut self, tenant: &str, key: &str) -> &mut Group<'r> {
-        self.scratch.clear();
-        // The tenant's length first: no two (tenant, key) pairs share these bytes.
-        self.scratch.extend_from_slice(&tenant.len().to_le_bytes());
-        self.scratch.extend_from_slice(tenant.as_bytes());
-        self.scratch.extend_from_slice(key.as_bytes());
-        let i = match self.index.get(self.scratch.as_slice()) {
-            Some(i) => *i,
+    fn group(&mut self, tenant: Cow<'r, str>, key: Cow<'r, str>) -> &mut Group<'r> {
+        let Self { groups, index } = self;
+        let hash_of = |g: &Group| FxBuildHasher.hash_one(IdRef(&g.tenant, &g.key));
+        let hash = FxBuildHasher.hash_one(IdRef(&tenant, &key));
+        let found = index.find(hash, |&i| {
+            groups[i].tenant == tenant && groups[i].key == key
+        });
+        let i = match found {
+            Some(&i) => i,
             None => {
-                let i = self.groups.len();
-                self.index.insert(self.scratch.clone(), i);
-                self.groups.push(Group {
-                    tenant: tenant.to_owned(),
-                    key: key.to_owned(),
+                let i = groups.len();
+                groups.push(Group {
+                    tenant,
+                    key,
                     // Most rows have one event per batch; an empty Vec would grow to room
                     // for four (~1 KB) at the first push.
                     items: Vec::with_capacity(1),
                 });
+                index.insert_unique(hash, i, |&j| hash_of(&groups[j]));
                 i
             }
         };
-        &mut self.groups[i]
+        &mut groups[i]
     }
 
     fn into_sorted(self) -> Vec<Group<'r>> {
@@ -474,7 +485,7 @@ impl Prepared<'_> {
     pub fn row_ids(&self) -> Vec<RowId> {
         self.groups
             .iter()
-            .map(|g| (g.tenant.clone(), g.key.clone()))
+            .map(|g| (g.tenant.to_string(), g.key.to_string()))
             .collect()
     }
 
@@ -610,7 +621,7 @@ impl Prepared<'_> {
                 .map(|i| items[i])
                 .expect("a key with an applied event has an event that did not fail");
             let applied = (0..items.len()).filter(|i| !failed(i)).count();
-            let id = (group.tenant.clone(), group.key.clone());
+            let id = (group.tenant.to_string(), group.key.to_string());
             rows.push(new_row(id, state, *prior, last, applied));
         }
 
@@ -694,38 +705,32 @@ pub struct InMemoryFold {
     counts: Counts,
     dead_letters: Vec<DeadLetter>,
     /// Per partition, the offset after the last record folded so far.
-    next_offsets: HashMap<i32, i64>,
+    next_offsets: FxHashMap<i32, i64>,
 }
 
 impl InMemoryFold {
     /// Folds one prepared batch onto the rows the earlier ones left. Its records must come
     /// after those of earlier batches, in (partition, offset) order.
     pub fn fold_batch(&mut self, cp: &CompiledPipeline, prepared: &Prepared<'_>) {
-        // The batch's rows are taken out (not copied) as its priors, and put back after.
-        let mut priors = Rows::with_capacity_and_hasher(prepared.groups.len(), FxBuildHasher);
-        for g in &prepared.groups {
-            if let Some((id, row)) = self.rows.remove_entry(&IdRef(&g.tenant, &g.key)) {
-                priors.insert(id, row);
-            }
-        }
         let ends = prepared.partition_ends();
         let committed = &self.next_offsets;
+        // The rows so far are the priors as they stand: no row is moved or copied for it.
         let folded = prepared.fold(
             cp,
-            &priors,
+            &self.rows,
             &|p| committed.get(&p).copied().unwrap_or(0),
             &ends,
         );
-        for row in folded.rows {
-            // A row that had a prior takes its identity back; a new row's is copied once.
-            let id = match priors.remove_entry(&IdRef(&row.tenant_id, &row.key)) {
-                Some((id, _)) => id,
-                None => (row.tenant_id.clone(), row.key.clone()),
-            };
-            self.rows.insert(id, row);
-        }
         // Rows the batch did not change (every event of the key failed) stand as they were.
-        self.rows.extend(priors);
+        for row in folded.rows {
+            match self.rows.get_mut(&IdRef(&row.tenant_id, &row.key)) {
+                Some(slot) => *slot = row,
+                None => {
+                    self.rows
+                        .insert((row.tenant_id.clone(), row.key.clone()), row);
+                }
+            }
+        }
         self.next_offsets.extend(folded.next_offsets);
         self.counts += folded.counts;
         self.dead_letters.extend(folded.dead_letters);
