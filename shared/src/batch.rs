@@ -165,6 +165,10 @@ impl CompiledPipeline {
 /// or the upcast one.
 struct Item<'r> {
     record: &'r SourceRecord,
+    /// The record's (partition, offset), copied: the fold reads them for every event, and
+    /// reading them through `record` missed the cache there (records are decoded on
+    /// another core in `refold fold`).
+    at: (i32, i64),
     envelope: Cow<'r, Envelope>,
 }
 
@@ -339,10 +343,11 @@ pub fn prepare_decoded<'r>(
             Cow::Borrowed(e) => Cow::Borrowed(e.tenant_id()),
             Cow::Owned(e) => Cow::Owned(e.tenant_id().to_owned()),
         };
-        grouping
-            .group(tenant, key)
-            .items
-            .push(Item { record, envelope });
+        grouping.group(tenant, key).items.push(Item {
+            record,
+            at: (record.partition, record.offset),
+            envelope,
+        });
     }
     let mut spans: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
     let offsets = records
@@ -545,8 +550,6 @@ impl Prepared<'_> {
         };
         let live_at = |(p, o): (i32, i64)| o >= committed(p);
         let before_cut_at = |(p, o): (i32, i64)| cut.get(&p).is_none_or(|c| o < *c);
-        let live = |r: &SourceRecord| live_at((r.partition, r.offset));
-        let before_cut = |r: &SourceRecord| before_cut_at((r.partition, r.offset));
         let mut failed_at: BTreeMap<i32, i64> = cut.clone();
         // (partition, offset, dead letter) of every record set aside by this fold.
         let mut poison: Vec<(i32, i64, DeadLetter)> = Vec::new();
@@ -569,9 +572,9 @@ impl Prepared<'_> {
         for group in &self.groups {
             let start = items.len();
             for item in &group.items {
-                if !live(item.record) {
+                if !live_at(item.at) {
                     counts.already_applied += 1;
-                } else if !before_cut(item.record) {
+                } else if !before_cut_at(item.at) {
                     counts.deferred += 1;
                 } else {
                     items.push(item);
@@ -603,8 +606,8 @@ impl Prepared<'_> {
                 let item = items[*i];
                 let reason = format!("event `{}`: fold failed: {e}", item.envelope.event_id());
                 poison.push((
-                    item.record.partition,
-                    item.record.offset,
+                    item.at.0,
+                    item.at.1,
                     DeadLetter::from_record(item.record, kind, reason, cp.name()),
                 ));
             }
@@ -679,8 +682,8 @@ fn new_row(
         tenant_id,
         key,
         state,
-        source_partition: last.record.partition,
-        last_offset: last.record.offset,
+        source_partition: last.at.0,
+        last_offset: last.at.1,
         last_event_id: last.envelope.event_id().to_owned(),
         last_event_time_us: last.envelope.timestamp_us(),
         events_folded: prior.map_or(0, |p| p.events_folded) + applied as i64,
