@@ -26,8 +26,9 @@ use crate::table::StateRow;
 pub type RowId = (String, String);
 
 /// Rows by identity: the prior states a fold reads (and `refold fold`'s rows). A hashbrown
-/// map so that [`IdRef`] finds a row without copying its identity's two strings: the
-/// copies, and SipHash, were a fifth of `refold fold`'s folding thread.
+/// map so that [`IdRef`] finds a row without copying its identity's two strings (those
+/// copies, and SipHash, were much of `refold fold`'s bookkeeping around the fold calls:
+/// BENCHMARKS.md, "A batch's rows by identity without copies").
 pub type Rows = hashbrown::HashMap<RowId, StateRow, FxBuildHasher>;
 
 /// A row identity borrowed, to look a row up in [`Rows`].
@@ -616,14 +617,16 @@ impl Prepared<'_> {
             if result.applied == 0 {
                 continue; // every event failed: the prior row stands as it was
             }
-            // Errors are rare: a scan of them per event costs nothing when there are none.
-            let failed = |i: &usize| result.errors.iter().any(|(e, _)| e == i);
+            // Sorted event numbers; no allocation in the usual case of no errors.
+            let mut failed: Vec<usize> = result.errors.iter().map(|(i, _)| *i).collect();
+            failed.sort_unstable();
+            failed.dedup();
             let last = (0..items.len())
                 .rev()
-                .find(|i| !failed(i))
+                .find(|i| failed.binary_search(i).is_err())
                 .map(|i| items[i])
                 .expect("a key with an applied event has an event that did not fail");
-            let applied = (0..items.len()).filter(|i| !failed(i)).count();
+            let applied = items.len() - failed.len();
             let id = (group.tenant.to_string(), group.key.to_string());
             rows.push(new_row(id, state, *prior, last, applied));
         }

@@ -519,3 +519,43 @@ fn a_state_of_many_fields_keeps_every_field_sorted() {
         format!(r#"{{{fields},"nested":{{{fields}}}}}"#)
     );
 }
+
+/// Events of one key that fail, first, last and between, are set aside; the row counts
+/// only the events that folded and names the last of them (its offset and event id), in a
+/// batch holding them all and in batches of one event each.
+#[test]
+fn a_row_names_its_last_folded_event_when_others_fail() {
+    let mut p = seed_pipeline();
+    p.transformations[0].fold = FoldSource::Starlark {
+        source: "def fold(state, event):\n    if event.type == \"OrderShipped\":\n        fail(\"no shipping\")\n    return {\"n\": state.get(\"n\", 0) + 1}\n".to_owned(),
+        line: 1,
+    };
+    let cp = CompiledPipeline::compile(p)
+        .expect("compiles")
+        .with_key_check(KeyCheck::Off);
+    let types = [
+        "OrderShipped",
+        "OrderPlaced",
+        "OrderShipped",
+        "OrderConfirmed",
+        "OrderShipped",
+    ];
+    let lines: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| envelope_json(i, t, serde_json::json!({})))
+        .collect();
+    let records = from_jsonl(lines.join("\n").as_bytes(), "t");
+    for batch_size in [5, 1] {
+        let view = fold_in_memory(&cp, &records, batch_size).expect("folds");
+        let row = view.rows.values().next().expect("one row");
+        assert_eq!(view.rows.len(), 1);
+        assert_eq!(row.events_folded, 2, "batches of {batch_size}");
+        assert_eq!(row.last_offset, 3, "batches of {batch_size}");
+        assert_eq!(row.last_event_id, "evt-3", "batches of {batch_size}");
+        assert_eq!(row.state.as_str(), r#"{"n":2}"#, "batches of {batch_size}");
+        let set_aside: Vec<i64> = view.dead_letters.iter().map(|d| d.offset).collect();
+        assert_eq!(set_aside, [0, 2, 4], "batches of {batch_size}");
+        assert_eq!(view.counts.folded, 2);
+    }
+}
