@@ -181,6 +181,13 @@ struct Group<'r> {
     items: Vec<Item<'r>>,
 }
 
+impl Group<'_> {
+    /// The row's identity, owned.
+    fn row_id(&self) -> RowId {
+        (self.tenant.to_string(), self.key.to_string())
+    }
+}
+
 /// A record set aside before folding: it did not decode, or broke the keying rule.
 enum Poison<'r> {
     /// Read fine from the source, rejected by refold: (record, kind, reason).
@@ -489,10 +496,7 @@ impl Counts {
 impl Prepared<'_> {
     /// The rows this batch touches, for looking up their prior states.
     pub fn row_ids(&self) -> Vec<RowId> {
-        self.groups
-            .iter()
-            .map(|g| (g.tenant.to_string(), g.key.to_string()))
-            .collect()
+        self.groups.iter().map(Group::row_id).collect()
     }
 
     /// The partitions of the batch with the offset after each one's last record (decoded
@@ -627,8 +631,7 @@ impl Prepared<'_> {
                 .map(|i| items[i])
                 .expect("a key with an applied event has an event that did not fail");
             let applied = items.len() - failed.len();
-            let id = (group.tenant.to_string(), group.key.to_string());
-            rows.push(new_row(id, state, *prior, last, applied));
+            rows.push(new_row(group.row_id(), state, *prior, last, applied));
         }
 
         poison.sort_by_key(|(p, o, _)| (*p, *o));
@@ -732,8 +735,7 @@ impl InMemoryFold {
             match self.rows.get_mut(&IdRef(&row.tenant_id, &row.key)) {
                 Some(slot) => *slot = row,
                 None => {
-                    self.rows
-                        .insert((row.tenant_id.clone(), row.key.clone()), row);
+                    self.rows.insert(row.identity(), row);
                 }
             }
         }
