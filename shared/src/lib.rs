@@ -15,6 +15,7 @@ pub mod error;
 pub mod fold;
 pub mod history;
 pub mod json;
+pub mod parallel;
 pub mod pipeline;
 pub mod record;
 pub mod replay;

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use refold::batch::{self, CompiledPipeline, KeyCheck, fold_in_memory};
 use refold::envelope::Envelope;
 use refold::fold::{FoldErrorKind, FoldProgram, KeyEvents, KeyFolded, State};
-use refold::pipeline::{self, FoldLimits, FoldSource, Pipeline};
+use refold::pipeline::{self, ErrorPolicy, FoldLimits, FoldSource, Pipeline};
 use refold::record::from_jsonl;
 
 fn root() -> PathBuf {
@@ -557,5 +557,68 @@ fn a_row_names_its_last_folded_event_when_others_fail() {
         let set_aside: Vec<i64> = view.dead_letters.iter().map(|d| d.offset).collect();
         assert_eq!(set_aside, [0, 2, 4], "batches of {batch_size}");
         assert_eq!(view.counts.folded, 2);
+    }
+}
+
+/// A batch large enough to be decoded and folded on several threads (`refold::parallel`)
+/// gives exactly what one thread gives: the same rows, dead letters and counts, under each
+/// error policy, with failing events and malformed records spread over the chunks.
+#[test]
+fn a_batch_split_over_threads_folds_as_on_one() {
+    let lines: Vec<String> = (0..9_000)
+        .map(|i| {
+            let key = i % 3_000;
+            if i % 997 == 0 {
+                return format!("{{\"event_id\": \"evt-{i}\", \"not json");
+            }
+            let (event_type, data) = match i / 3_000 {
+                // Every 7th order is placed without an amount: `event.amount` fails.
+                0 if key % 7 == 0 => ("OrderPlaced", serde_json::json!({"order_id": key})),
+                0 => (
+                    "OrderPlaced",
+                    serde_json::json!({"order_id": key, "amount": key}),
+                ),
+                1 => ("OrderShipped", serde_json::json!({"order_id": key})),
+                _ => ("OrderCancelled", serde_json::json!({"order_id": key})),
+            };
+            serde_json::json!({
+                "event_id": format!("evt-{i}"), "event_type": event_type,
+                "entity_type": "Order", "entity_id": format!("order-{key}"),
+                "tenant_id": format!("t{}", key % 2), "timestamp": "2026-02-12T10:30:00Z",
+                "version": 1, "data": data,
+            })
+            .to_string()
+        })
+        .collect();
+    let records = from_jsonl(lines.join("\n").as_bytes(), "t");
+    for policy in [
+        ErrorPolicy::DeadLetter,
+        ErrorPolicy::Skip,
+        ErrorPolicy::Fail,
+    ] {
+        let mut p = seed_pipeline();
+        p.transformations[0].on_error = policy;
+        let on = |threads| {
+            let cp = CompiledPipeline::compile(p.clone())
+                .expect("compiles")
+                .with_key_check(KeyCheck::Off)
+                .with_threads(threads);
+            fold_in_memory(&cp, &records, 9_000).expect("folds")
+        };
+        let (one, many) = (on(1), on(4));
+        assert_eq!(one.counts, many.counts, "{policy:?}");
+        assert_eq!(one.rows, many.rows, "{policy:?}");
+        assert_eq!(one.dead_letters, many.dead_letters, "{policy:?}");
+        assert!(one.counts.balanced(), "{policy:?}: {:?}", one.counts);
+        if policy != ErrorPolicy::Fail {
+            // 3,000 keys; the malformed records and the orders placed without an amount
+            // fail, the rest fold.
+            assert!(
+                one.rows.len() > 2_500,
+                "{policy:?}: {} rows",
+                one.rows.len()
+            );
+            assert!(one.counts.folded > 7_000, "{policy:?}: {:?}", one.counts);
+        }
     }
 }

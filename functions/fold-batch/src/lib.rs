@@ -5,6 +5,9 @@
 //! (`refold::engine`, shared with the replay worker and the demo); `metrics` writes
 //! CloudWatch EMF.
 
+// jemalloc, one arena: the engine decodes and folds on every core (refold-alloc says why).
+use refold_alloc as _;
+
 pub mod esm;
 pub mod handler;
 pub mod metrics;

@@ -4,6 +4,9 @@
 //! before the deadline, invoke the function again with the next invocation of the shard), or
 //! a promotion through `refold::replay::promote`.
 
+// jemalloc, one arena: the engine decodes and folds on every core (refold-alloc says why).
+use refold_alloc as _;
+
 pub mod config;
 pub mod event;
 pub mod handler;
