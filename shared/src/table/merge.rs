@@ -419,22 +419,23 @@ struct MergePlan {
     index: Option<(String, Arc<FileIndex>)>,
 }
 
-/// Indexes the one data file a merge wrote from the rows in hand, so that the next lookups
-/// of this warm handle read its rows from local disk without reading the file back
-/// (`file_index`). `None` when the index budgets leave it out, or when the write rolled over
-/// into several files (which rows went to which file is the rolling writer's business).
+/// The index of the one data file a merge wrote, built from the rows in hand (`built`), so
+/// that the next lookups of this warm handle read its rows from local disk without reading
+/// the file back (`file_index`). `None` when the index budgets left it out, when the build
+/// failed (logged: lookups then read Parquet), or when the write rolled over into several
+/// files (which rows went to which file is the rolling writer's business).
 fn index_written(
-    t: &StateTable,
     data: &[DataFile],
-    rows: &[StateRow],
+    rows: usize,
+    built: Result<Option<FileIndex>>,
 ) -> Option<(String, Arc<FileIndex>)> {
     let [file] = data else {
         return None;
     };
-    if !t.file_index.admits(rows.len() as u64) || file.record_count() != rows.len() as u64 {
+    if file.record_count() != rows as u64 {
         return None;
     }
-    match lookup::index_rows(&t.codec, rows, t.file_index.max_disk_bytes()) {
+    match built {
         Ok(index) => Some((file.file_path().to_string(), Arc::new(index?))),
         Err(e) => {
             tracing::warn!(path = %file.file_path(), error = %e, "written file not indexed; its lookups read Parquet");
@@ -443,7 +444,16 @@ fn index_written(
     }
 }
 
+/// A task of the merge's write that panicked or was cancelled, as an error.
+fn joined(what: &str, e: tokio::task::JoinError) -> Error {
+    Error::new(ErrorKind::Internal, format!("merge: {what} did not finish")).with_source(e)
+}
+
 impl MergePlan {
+    /// Writes the data file, the position delete file and this handle's index of the data
+    /// file at the same time: the delete file on a runtime worker, the index on a blocking
+    /// thread (both wait for nothing the data file gives), the data file here. Each is
+    /// awaited before this returns, failed or not, so nothing of the plan still runs after.
     async fn write(
         t: &StateTable,
         base: &Loaded,
@@ -453,14 +463,29 @@ impl MergePlan {
         located: &[Located],
     ) -> Result<Self> {
         let started = Instant::now();
-        let rows = folded.rows;
+        let rows = Arc::new(folded.rows);
         debug_assert!(rows.is_sorted_by(|a, b| (&a.tenant_id, &a.key) <= (&b.tenant_id, &b.key)));
         // Every live version of the rows being replaced (more than one only after another
         // writer added a row for the same key).
         let mut positions = replaced_positions(&rows, located);
         positions.sort_unstable();
+        let rows_deleted = positions.len();
+        let deletes = tokio::spawn({
+            let (io, md, limits) = (t.file_io.clone(), base.metadata.clone(), t.limits.clone());
+            async move {
+                if positions.is_empty() {
+                    return Ok(vec![]);
+                }
+                position_delete::write(&io, &md, partition, &positions, &limits).await
+            }
+        });
+        let index = t.file_index.admits(rows.len() as u64).then(|| {
+            let (codec, rows) = (t.codec.clone(), Arc::clone(&rows));
+            let max_bytes = t.file_index.max_disk_bytes();
+            tokio::task::spawn_blocking(move || lookup::index_rows(&codec, &rows, max_bytes))
+        });
         let data = if rows.is_empty() {
-            vec![]
+            Ok(vec![])
         } else {
             writer::write_rows(
                 &t.file_io,
@@ -470,18 +495,20 @@ impl MergePlan {
                 &rows,
                 &t.limits,
             )
-            .await?
+            .await
         };
-        let index = index_written(t, &data, &rows);
-        let deletes = if positions.is_empty() {
-            vec![]
-        } else {
-            position_delete::write(&t.file_io, &base.metadata, partition, &positions, &t.limits)
-                .await?
+        let deletes = deletes
+            .await
+            .unwrap_or_else(|e| Err(joined("position delete write", e)));
+        let index = match index {
+            Some(job) => Some(job.await.unwrap_or_else(|e| Err(joined("index build", e)))),
+            None => None,
         };
+        let (data, deletes) = (data?, deletes?);
+        let index = index.and_then(|built| index_written(&data, rows.len(), built));
         tracing::debug!(
             rows = rows.len(),
-            deletes = positions.len(),
+            deletes = rows_deleted,
             ms = started.elapsed().as_millis() as u64,
             "merge files written"
         );
@@ -493,7 +520,7 @@ impl MergePlan {
             deletes,
             base_files: BTreeSet::new(),
             rows_written: rows.len(),
-            rows_deleted: positions.len(),
+            rows_deleted,
             index,
         })
     }
