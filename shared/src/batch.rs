@@ -121,16 +121,17 @@ impl CompiledPipeline {
         self.upcasters.apply(envelope)
     }
 
-    /// The same pipeline with another [`KeyCheck`] (sources of one partition).
+    /// The same pipeline, decoding and folding each batch on up to `threads` threads (at
+    /// least 1; by default [`parallel::available_threads`]). A caller that runs batches side
+    /// by side already (`refold fold` decodes the next while it folds this one) may want fewer.
     #[must_use]
-    /// Decodes and folds each batch on up to `threads` threads (at least 1; by default
-    /// [`parallel::available_threads`]). A caller that runs batches side by side already
-    /// (`refold fold` decodes the next while it folds this one) may want fewer.
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads.clamp(1, parallel::MAX_THREADS);
         self
     }
 
+    /// The same pipeline with another [`KeyCheck`] (sources of one partition).
+    #[must_use]
     pub fn with_key_check(mut self, key_check: KeyCheck) -> Self {
         self.key_check = key_check;
         self
