@@ -60,6 +60,12 @@ impl Error {
         self.source = Some(Box::new(source));
         self
     }
+
+    /// A spawned task or blocking thread that panicked or was cancelled: an `Internal`
+    /// error saying which (`message`), with the join error as its source.
+    pub fn task_failed(message: impl Into<String>, e: tokio::task::JoinError) -> Self {
+        Self::new(ErrorKind::Internal, message).with_source(e)
+    }
 }
 
 impl fmt::Display for Error {

@@ -4,7 +4,8 @@
 //! what it gives on one thread.
 //!
 //! Why scoped threads and not a pool: the steps borrow the batch, run once or twice a
-//! batch, and a thread's start (~30 µs) is below 1% of the work it gets (`min_chunk`).
+//! batch, and a thread's start (~30 µs) is a few percent at most of the work it gets
+//! (the callers' `min_chunk`).
 
 use std::panic;
 

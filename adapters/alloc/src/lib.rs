@@ -21,9 +21,9 @@ pub static MALLOC_CONF: &[u8; 62] = CONF;
 
 /// One arena (memory freed by any thread is reused by all); thread caches for sizes up to
 /// 4 KiB only (against the default 32 KiB: peaks of 110 against 115 MiB over 8 batches at
-/// 1 M keys, at the same speed); dirty pages purged
-/// after 300 ms (a warm container's batches come every ~100 ms: 100 ms or less purged and
-/// faulted again, slower); no muzzy stage (Lambda gains nothing from lazily freed pages).
+/// 1 M keys, at the same speed); dirty pages purged after 300 ms (a warm container's
+/// batches come every ~100 ms: 100 ms or less purged and faulted again, slower); no muzzy
+/// stage (Lambda gains nothing from lazily freed pages).
 const CONF: &[u8; 62] = b"narenas:1,tcache_max:4096,dirty_decay_ms:300,muzzy_decay_ms:0\0";
 
 #[global_allocator]

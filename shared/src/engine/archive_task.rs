@@ -57,10 +57,9 @@ impl ArchiveTask {
                 Ok(n)
             }
             Self::Running(handle) => {
-                let joined = handle.await.map_err(|e| {
-                    Error::new(ErrorKind::Internal, "the archive append did not finish")
-                        .with_source(e)
-                });
+                let joined = handle
+                    .await
+                    .map_err(|e| Error::task_failed("the archive append did not finish", e));
                 let appended = joined.and_then(|r| r)?;
                 *self = Self::Done(appended);
                 Ok(appended)

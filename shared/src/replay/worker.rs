@@ -119,7 +119,7 @@ async fn read_batch(
         (reader, res)
     })
     .await
-    .map_err(|e| Error::new(ErrorKind::Internal, "the thread reading a shard").with_source(e))?;
+    .map_err(|e| Error::task_failed("the thread reading a shard", e))?;
     Ok((reader, res?))
 }
 

@@ -324,9 +324,9 @@ async fn read_indexed<'f>(
     // blocking thread per file.
     let results: Vec<Result<Vec<Found>>> = futures::stream::iter(reads)
         .map(|read| async move {
-            tokio::task::spawn_blocking(read).await.unwrap_or_else(|e| {
-                Err(Error::new(ErrorKind::Internal, "key index read failed").with_source(e))
-            })
+            tokio::task::spawn_blocking(read)
+                .await
+                .unwrap_or_else(|e| Err(Error::task_failed("key index read failed", e)))
         })
         .buffer_unordered(threads)
         .collect()
@@ -394,9 +394,7 @@ async fn index_of(
     let built =
         tokio::spawn(async move { index_file(&io2, &codec2, &path2, size, max_bytes).await })
             .await
-            .unwrap_or_else(|e| {
-                Err(Error::new(ErrorKind::Internal, "key index task failed").with_source(e))
-            });
+            .unwrap_or_else(|e| Err(Error::task_failed("key index task failed", e)));
     // The index is an optimization: a file it cannot take (no writable temporary directory,
     // a full disk, a read error the Parquet path will report) is read through Parquet.
     let built = match built {
@@ -546,12 +544,7 @@ async fn run_units(
             async move {
                 tokio::spawn(async move { read_unit(&io, &codec, u, &want).await })
                     .await
-                    .unwrap_or_else(|e| {
-                        Err(
-                            Error::new(ErrorKind::Internal, "row group reader task failed")
-                                .with_source(e),
-                        )
-                    })
+                    .unwrap_or_else(|e| Err(Error::task_failed("row group reader task failed", e)))
             }
         })
         .buffered(threads)

@@ -444,11 +444,6 @@ fn index_written(
     }
 }
 
-/// A task of the merge's write that panicked or was cancelled, as an error.
-fn joined(what: &str, e: tokio::task::JoinError) -> Error {
-    Error::new(ErrorKind::Internal, format!("merge: {what} did not finish")).with_source(e)
-}
-
 impl MergePlan {
     /// Writes the data file, the position delete file and this handle's index of the data
     /// file at the same time: the delete file on a runtime worker, the index on a blocking
@@ -497,11 +492,16 @@ impl MergePlan {
             )
             .await
         };
-        let deletes = deletes
-            .await
-            .unwrap_or_else(|e| Err(joined("position delete write", e)));
+        let deletes = deletes.await.unwrap_or_else(|e| {
+            Err(Error::task_failed(
+                "merge: position delete write did not finish",
+                e,
+            ))
+        });
         let index = match index {
-            Some(job) => Some(job.await.unwrap_or_else(|e| Err(joined("index build", e)))),
+            Some(job) => Some(job.await.unwrap_or_else(|e| {
+                Err(Error::task_failed("merge: index build did not finish", e))
+            })),
             None => None,
         };
         let (data, deletes) = (data?, deletes?);
