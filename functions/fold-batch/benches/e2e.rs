@@ -113,6 +113,7 @@ async fn run(payloads: &[String]) {
         let text = std::fs::read_to_string(path).unwrap();
         let (t0, c0) = (Instant::now(), cpu_ms());
         let event: EsmEvent = serde_json::from_str(&text).unwrap();
+        let parse_ms = t0.elapsed().as_secs_f64() * 1e3;
         // As the Lambda runtime does: the body is freed once the event is parsed from it.
         drop(text);
         let events: usize = event.records.values().map(Vec::len).sum();
@@ -121,7 +122,7 @@ async fn run(payloads: &[String]) {
         assert!(response.batch_item_failures.is_empty());
         println!(
             "{}",
-            serde_json::json!({"events": events, "ms": ms, "cpu_ms": cpu,
+            serde_json::json!({"events": events, "ms": ms, "cpu_ms": cpu, "parse_ms": parse_ms,
                                "peak_rss_kb": peak_rss_kb()})
         );
     }
@@ -159,6 +160,10 @@ fn main() {
     let dir = PathBuf::from(rest.first().expect("DIR"));
     std::fs::create_dir_all(&dir).unwrap();
     set_env(&dir);
+    if std::env::var_os("REFOLD_BENCH_TRACE").is_some() {
+        // Each step's time from refold's debug logs (RUST_LOG=refold=debug), on stderr.
+        lambda_runtime::tracing::init_default_subscriber();
+    }
     let rt = tokio::runtime::Runtime::new().unwrap();
     match mode.as_str() {
         "load" => rt.block_on(load(&dir, rest[1].parse().expect("KEYS"))),

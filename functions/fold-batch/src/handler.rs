@@ -64,6 +64,7 @@ impl FoldBatch {
             records = received,
             bad_base64 = batch.dead_letters.len(),
             partitions = batch.partition_keys.len(),
+            decode_ms,
             "batch received"
         );
         let records = std::mem::take(&mut batch.records);

@@ -21,7 +21,10 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::Archive;
-use super::layout::{DATA, ENTITY_TYPE, EVENT_TIME, KAFKA_OFFSET, KAFKA_PARTITION, METADATA};
+use super::layout::{
+    DATA, ENTITY_TYPE, EVENT_ID, EVENT_TIME, EVENT_TIME_TEXT, KAFKA_OFFSET, KAFKA_PARTITION,
+    KAFKA_TIMESTAMP, METADATA,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::table::commit::{self, CommitResult, SnapshotChange};
 use crate::table::retry::{self, Attempt};
@@ -225,7 +228,9 @@ impl Archive {
 }
 
 /// Snappy; no statistics for the JSON columns (long text would bloat every manifest);
-/// exact bounds for the rest (replay prunes by Kafka partition and offset).
+/// exact bounds for the rest (replay prunes by Kafka partition and offset). No dictionary
+/// where each event has a value of its own: one there would hold every value once more, and
+/// building it was most of the archive write's encoding time (BENCHMARKS.md).
 fn properties() -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
@@ -234,6 +239,15 @@ fn properties() -> WriterProperties {
         b = b
             .set_column_statistics_enabled(ColumnPath::from(name), EnabledStatistics::None)
             .set_column_dictionary_enabled(ColumnPath::from(name), false);
+    }
+    for name in [
+        EVENT_ID,
+        EVENT_TIME,
+        EVENT_TIME_TEXT,
+        KAFKA_OFFSET,
+        KAFKA_TIMESTAMP,
+    ] {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(name), false);
     }
     b.build()
 }
@@ -400,5 +414,28 @@ mod tests {
             (1, "Order", "2026-02-01T00:00:00Z"),
         ]);
         assert!(check_input(0, &swapped, 4).is_err());
+    }
+
+    #[test]
+    fn columns_of_one_value_an_event_have_no_dictionary() {
+        let props = properties();
+        let dictionary = |name: &str| props.dictionary_enabled(&ColumnPath::from(name));
+        for name in [
+            EVENT_ID,
+            EVENT_TIME,
+            EVENT_TIME_TEXT,
+            KAFKA_OFFSET,
+            KAFKA_TIMESTAMP,
+        ] {
+            assert!(!dictionary(name), "{name}");
+        }
+        // Values that repeat across a batch's events keep theirs.
+        for name in [
+            ENTITY_TYPE,
+            KAFKA_PARTITION,
+            super::super::layout::EVENT_TYPE,
+        ] {
+            assert!(dictionary(name), "{name}");
+        }
     }
 }

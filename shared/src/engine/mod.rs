@@ -252,7 +252,16 @@ impl BatchProcessor {
         records: Vec<SourceRecord>,
         undecodable: &[DeadLetter],
     ) -> Result<PartitionReport> {
+        let t_decode = Instant::now();
         let decoded = batch::decode(&self.cp, &records);
+        let decode_ms = t_decode.elapsed().as_secs_f64() * 1e3;
+        tracing::debug!(
+            pipeline = self.cp.name(),
+            partition = p,
+            records = records.len(),
+            decode_ms,
+            "decoded"
+        );
         let batch = Arc::new(DecodedPartition { records, decoded });
         let mut archive = self.start_archive(p, &batch, undecodable);
         let merged = self
@@ -260,7 +269,15 @@ impl BatchProcessor {
             .await;
         // A merge that failed before its step waited leaves the append running: wait for it
         // here, so nothing of this batch still runs once the call returns.
+        let t_wait = Instant::now();
         let archived = archive.wait().await;
+        tracing::debug!(
+            pipeline = self.cp.name(),
+            partition = p,
+            archive_wait_ms = t_wait.elapsed().as_secs_f64() * 1e3,
+            total_ms = t_decode.elapsed().as_secs_f64() * 1e3,
+            "partition done"
+        );
         let mut report = merged?;
         report.archived = archived?;
         Ok(report)
@@ -274,8 +291,16 @@ impl BatchProcessor {
         undecodable: &[DeadLetter],
         archive: &mut ArchiveTask,
     ) -> Result<PartitionReport> {
+        let t_prepare = Instant::now();
         let prepared =
             batch::prepare_decoded(&self.cp, &batch.records, &batch.decoded, undecodable)?;
+        let prepare_ms = t_prepare.elapsed().as_secs_f64() * 1e3;
+        tracing::debug!(
+            pipeline = self.cp.name(),
+            partition = p,
+            prepare_ms,
+            "prepared"
+        );
         let keys = prepared.row_ids();
         let ends = prepared.partition_ends();
         let first = prepared.first_offset(p);

@@ -17,7 +17,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::row::RowCodec;
-use super::schema::{RESERVED_COLUMNS, TENANT_ID};
+use super::schema::{LAST_EVENT_ID, LAST_EVENT_TIME, LAST_OFFSET, RESERVED_COLUMNS, TENANT_ID};
 use super::{ResultExt, StateRow, TableLimits};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -47,6 +47,10 @@ fn properties(codec: &RowCodec, limits: &TableLimits) -> WriterProperties {
         .set_statistics_truncate_length(None)
         .set_max_row_group_row_count(Some(limits.row_group_rows.max(1)))
         .set_column_dictionary_enabled(ColumnPath::from(codec.key_field.as_str()), false);
+    // A key's last event and offset are its own: a dictionary would only repeat them.
+    for name in [LAST_EVENT_ID, LAST_OFFSET, LAST_EVENT_TIME] {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(name), false);
+    }
     for f in codec.arrow.fields() {
         let name = f.name().as_str();
         if name != TENANT_ID && name != codec.key_field && !RESERVED_COLUMNS.contains(&name) {
