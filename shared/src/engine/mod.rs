@@ -253,13 +253,23 @@ impl BatchProcessor {
         undecodable: &[DeadLetter],
     ) -> Result<PartitionReport> {
         let t_decode = Instant::now();
-        let decoded = batch::decode(&self.cp, &records);
-        let decode_ms = t_decode.elapsed().as_secs_f64() * 1e3;
+        // The merge's first reads (catalog pointer, metadata, manifests: round trips on S3
+        // or Glue) overlap the decode, which is CPU only.
+        let cp = Arc::clone(&self.cp);
+        let decoding = tokio::task::spawn_blocking(move || {
+            let decoded = batch::decode(&cp, &records);
+            (records, decoded, t_decode.elapsed().as_secs_f64() * 1e3)
+        });
+        let (decoding, ()) = tokio::join!(decoding, self.table.prefetch(p));
+        let (records, decoded, decode_ms) =
+            decoding.map_err(|e| Error::task_failed("decode", e))?;
+        let prefetch_wait_ms = t_decode.elapsed().as_secs_f64() * 1e3 - decode_ms;
         tracing::debug!(
             pipeline = self.cp.name(),
             partition = p,
             records = records.len(),
             decode_ms,
+            prefetch_wait_ms,
             "decoded"
         );
         let batch = Arc::new(DecodedPartition { records, decoded });

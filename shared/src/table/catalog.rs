@@ -414,12 +414,17 @@ pub(crate) async fn load(
     read_metadata(io, &loc).await
 }
 
+/// The metadata at `location` (immutable: read once per process, see `metadata_cache`).
 pub(crate) async fn read_metadata(io: &FileIO, location: &str) -> Result<Loaded> {
-    let md = TableMetadata::read_from(io, location)
-        .await
-        .io(|| format!("read table metadata {location}"))?;
+    let metadata = super::metadata_cache::metadata()
+        .get_or_load(location, || async {
+            TableMetadata::read_from(io, location)
+                .await
+                .io(|| format!("read table metadata {location}"))
+        })
+        .await?;
     Ok(Loaded {
-        metadata: Arc::new(md),
+        metadata,
         location: location.to_string(),
     })
 }

@@ -14,6 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use iceberg::io::FileIO;
@@ -160,7 +161,11 @@ async fn publish(
             updates: built.changes,
         })
         .await?;
-    if !won {
+    if won {
+        // The next load reads this version: it is what a reader would parse (the
+        // metadata_cache test holds that), so the read is saved.
+        super::metadata_cache::metadata().insert(&new_loc, Arc::new(new_md));
+    } else {
         super::writer::delete_files_best_effort(io, written.into_iter()).await;
     }
     Ok(won)

@@ -111,21 +111,28 @@ pub async fn manifest_list(io: &FileIO, md: &TableMetadata) -> Result<Vec<Manife
     }
 }
 
-/// The manifests of snapshot `s` of `md`.
+/// The manifests of snapshot `s` of `md` (immutable: read once per process, see
+/// `metadata_cache`).
 pub async fn manifest_list_of(
     io: &FileIO,
     md: &TableMetadata,
     s: &Snapshot,
 ) -> Result<Vec<ManifestFile>> {
-    let bytes = io
-        .new_input(s.manifest_list())
-        .io(|| format!("open manifest list {}", s.manifest_list()))?
-        .read()
-        .await
-        .io(|| format!("read manifest list {}", s.manifest_list()))?;
-    let list = ManifestList::parse_with_version(&bytes, md.format_version())
-        .io(|| format!("parse manifest list {}", s.manifest_list()))?;
-    Ok(list.consume_entries().into_iter().collect())
+    let location = s.manifest_list();
+    let list = super::metadata_cache::manifest_lists()
+        .get_or_load(location, || async {
+            let bytes = io
+                .new_input(location)
+                .io(|| format!("open manifest list {location}"))?
+                .read()
+                .await
+                .io(|| format!("read manifest list {location}"))?;
+            let list = ManifestList::parse_with_version(&bytes, md.format_version())
+                .io(|| format!("parse manifest list {location}"))?;
+            Ok(list.consume_entries().into_iter().collect())
+        })
+        .await?;
+    Ok(list.as_ref().clone())
 }
 
 fn int_bound(b: Option<&[u8]>) -> Option<i32> {

@@ -20,6 +20,7 @@
 //! | [`lookup`] | finding the live rows of a batch's keys (and full scans) |
 //! | [`file_index`] | a warm container's index of data files: rows on local disk, identity hashes in memory |
 //! | [`delete_cache`] | a warm container's parsed position-delete files |
+//! | `metadata_cache` | a process's parsed table metadata and manifest lists, by location (both immutable) |
 //! | [`offsets`] | the consumer group's offset map: snapshot summaries and a table property |
 //! | [`row`] | [`StateRow`] <-> Arrow, canonical JSON |
 //! | [`writer`] | data files (Parquet) |
@@ -66,6 +67,7 @@ pub mod lookup;
 mod maintenance;
 pub mod manifests;
 mod merge;
+mod metadata_cache;
 pub mod offsets;
 pub mod orphans;
 mod owner;
@@ -267,6 +269,25 @@ impl StateTable {
 
     pub(crate) async fn load(&self) -> Result<Loaded> {
         catalog::load(self.catalog.as_ref(), &self.file_io, &self.ident).await
+    }
+
+    /// Reads what a merge of `partition` reads first (the metadata, its manifest list, the
+    /// partition's manifests and position-delete files) into the caches, so that a caller
+    /// can overlap those round trips with other work. The merge reads the catalog pointer
+    /// again and meets any error itself: one here is only logged.
+    pub async fn prefetch(&self, partition: i32) {
+        let warmed = async {
+            let base = self.load().await?;
+            let io = &self.file_io;
+            let live =
+                files::live_files(io, &base.metadata, Some(partition), &self.manifests).await?;
+            let data: std::collections::HashSet<&str> =
+                live.data.iter().map(|f| f.file.file_path()).collect();
+            position_delete::read_deleted(io, &live.deletes, &data, Some(&self.deletes)).await
+        };
+        if let Err(e) = warmed.await {
+            tracing::debug!(table = %self.cfg.table, partition, error = %e, "prefetch failed");
+        }
     }
 
     /// An iceberg-rust `Table` of the current metadata (for scans by other readers and tests).
