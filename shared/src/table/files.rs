@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use futures::{StreamExt, TryStreamExt};
 use iceberg::io::FileIO;
 use iceberg::spec::{
     DataContentType, DataFile, Datum, Manifest, ManifestFile, ManifestList, PrimitiveLiteral,
@@ -61,6 +62,9 @@ impl LiveFiles {
             .collect()
     }
 }
+
+/// Manifests one listing reads at once.
+const MAX_MANIFEST_READS_IN_FLIGHT: usize = 8;
 
 /// Parsed manifests by path (manifest files are immutable). Cleared when it reaches `max`.
 #[derive(Debug)]
@@ -187,13 +191,20 @@ pub async fn live_files_of(
     cache: &ManifestCache,
 ) -> Result<LiveFiles> {
     let mut out = LiveFiles::default();
-    for mf in manifest_list_of(io, md, snapshot).await? {
-        if let Some(p) = partition
-            && !manifest_may_contain(&mf, p)
-        {
-            continue;
-        }
-        let m = cache.get(io, &mf).await?;
+    let wanted: Vec<ManifestFile> = manifest_list_of(io, md, snapshot)
+        .await?
+        .into_iter()
+        .filter(|mf| partition.is_none_or(|p| manifest_may_contain(mf, p)))
+        .collect();
+    // Several reads in flight (each a GET on S3), results in list order. The futures are
+    // collected first: a stream mapped by a closure makes callers' futures not `Send`
+    // (rust-lang/rust#139475).
+    let reads: Vec<_> = wanted.iter().map(|mf| cache.get(io, mf)).collect();
+    let manifests: Vec<Arc<Manifest>> = futures::stream::iter(reads)
+        .buffered(MAX_MANIFEST_READS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    for (mf, m) in wanted.iter().zip(manifests) {
         for e in m.entries() {
             if !e.is_alive() {
                 continue;

@@ -9,6 +9,7 @@ use iceberg::io::FileIO;
 use iceberg::spec::{DataFile, Operation};
 
 use super::commit::{self, CommitResult, SnapshotChange};
+use super::delete_cache::DeletedPositions;
 use super::file_index::FileIndex;
 use super::files::{self, LiveFiles};
 use super::retry::{self, Attempt};
@@ -270,6 +271,9 @@ impl StateTable {
                 if let Some((path, index)) = &p.index {
                     self.file_index.insert(path, index.clone());
                 }
+                if let Some((path, deleted)) = &p.deleted {
+                    self.deletes.insert(path, deleted.clone());
+                }
                 st.timings.commit_ms = ms(t_commit, Instant::now());
                 let timings = st.timings;
                 tracing::debug!(table = %self.cfg.table, partition = st.partition, attempts, ?timings, "merged");
@@ -417,6 +421,26 @@ struct MergePlan {
     rows_deleted: usize,
     /// The index of the data file written (see [`index_written`]), kept once committed.
     index: Option<(String, Arc<FileIndex>)>,
+    /// The positions of the delete file written (see [`deletes_written`]), kept once
+    /// committed.
+    deleted: Option<(String, Arc<DeletedPositions>)>,
+}
+
+/// The parsed form of the one position-delete file a merge wrote, from the positions in
+/// hand, so that the next lookups of this warm handle need not read it back
+/// (`delete_cache`). `None` when the write rolled over into several files.
+fn deletes_written(
+    files: &[DataFile],
+    positions: &[(Arc<str>, i64)],
+) -> Option<(String, Arc<DeletedPositions>)> {
+    let [file] = files else {
+        return None;
+    };
+    if file.record_count() != positions.len() as u64 {
+        return None;
+    }
+    let parsed = position_delete::parsed(positions);
+    Some((file.file_path().to_string(), Arc::new(parsed)))
 }
 
 /// The index of the one data file a merge wrote, built from the rows in hand (`built`), so
@@ -469,9 +493,12 @@ impl MergePlan {
             let (io, md, limits) = (t.file_io.clone(), base.metadata.clone(), t.limits.clone());
             async move {
                 if positions.is_empty() {
-                    return Ok(vec![]);
+                    return Ok((vec![], None));
                 }
-                position_delete::write(&io, &md, partition, &positions, &limits).await
+                let files = position_delete::write(&io, &md, partition, &positions, &limits);
+                let files = files.await?;
+                let kept = deletes_written(&files, &positions);
+                Ok((files, kept))
             }
         });
         let index = t.file_index.admits(rows.len() as u64).then(|| {
@@ -504,7 +531,7 @@ impl MergePlan {
             })),
             None => None,
         };
-        let (data, deletes) = (data?, deletes?);
+        let (data, (deletes, deleted)) = (data?, deletes?);
         let index = index.and_then(|built| index_written(&data, rows.len(), built));
         tracing::debug!(
             rows = rows.len(),
@@ -522,6 +549,7 @@ impl MergePlan {
             rows_written: rows.len(),
             rows_deleted,
             index,
+            deleted,
         })
     }
 
@@ -538,5 +566,109 @@ impl MergePlan {
             .chain(self.deletes.iter())
             .map(|f| f.file_path().to_string());
         writer::delete_files_best_effort(io, paths).await;
+    }
+}
+
+#[cfg(test)]
+mod warm_cache_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use iceberg::spec::{DataContentType, ManifestList, TableMetadata};
+
+    use super::*;
+    use crate::table::metadata_cache::{manifest_lists, metadata};
+    use crate::table::{CatalogConfig, StateColumns, TableConfig, TableIdentity};
+
+    fn row(total: i64, offset: i64) -> StateRow {
+        StateRow {
+            tenant_id: "acme".into(),
+            key: "o-1".into(),
+            state: crate::fold::State::parse(&format!(r#"{{"total":{total}}}"#)).unwrap(),
+            source_partition: 0,
+            last_offset: offset,
+            last_event_id: format!("e-{offset}"),
+            last_event_time_us: 1_700_000_000_000_000,
+            events_folded: total,
+        }
+    }
+
+    async fn merge_one(t: &StateTable, r: StateRow) {
+        let keys = [r.identity()];
+        let next_offset = r.last_offset + 1;
+        t.merge_batch(0, &keys, async |_, _| {
+            Ok(FoldedBatch {
+                rows: vec![r.clone()],
+                next_offset,
+                extra_summary: Default::default(),
+            })
+        })
+        .await
+        .unwrap();
+    }
+
+    /// What a warm handle keeps of its own commits is what a reader parses from their files:
+    /// the metadata a won commit inserts, the manifest list it wrote once read (here by
+    /// `prefetch`; never before), the position-delete file it wrote. (The only test of this
+    /// crate's unit tests that commits: no other evicts the process cache's entries.)
+    #[tokio::test]
+    async fn a_warm_handle_caches_what_its_files_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = StateTable::open_or_create(TableConfig {
+            catalog: CatalogConfig::embedded(dir.path()).unwrap(),
+            table: TableIdentity::parse("domain.orders.current_state").unwrap(),
+            key_field: "order_id".into(),
+            columns: StateColumns::Json,
+            topic: "domain.orders.events".into(),
+            consumer_group: "order-projection-v1".into(),
+            properties: Default::default(),
+        })
+        .await
+        .unwrap();
+        merge_one(&t, row(5, 7)).await;
+        // The second merge replaces the first's row: a position-delete file.
+        merge_one(&t, row(9, 8)).await;
+
+        let loc = t.catalog.current_location(&t.ident).await.unwrap().unwrap();
+        let cached = metadata()
+            .get(&loc)
+            .expect("the commit's metadata is cached");
+        let read = TableMetadata::read_from(&t.file_io, &loc).await.unwrap();
+        assert_eq!(*cached, read);
+
+        // The files as a reader finds them, through no cache.
+        let snapshot = read.current_snapshot().unwrap();
+        let input = t.file_io.new_input(snapshot.manifest_list()).unwrap();
+        let parsed =
+            ManifestList::parse_with_version(&input.read().await.unwrap(), read.format_version())
+                .unwrap();
+        let mut deletes = vec![];
+        for mf in parsed.entries() {
+            let m = mf.load_manifest(&t.file_io).await.unwrap();
+            deletes.extend(
+                m.entries()
+                    .iter()
+                    .filter(|e| {
+                        e.is_alive() && e.content_type() == DataContentType::PositionDeletes
+                    })
+                    .map(|e| e.data_file().clone()),
+            );
+        }
+        let [del] = deletes.as_slice() else {
+            panic!("one delete file: {deletes:?}");
+        };
+        let (path, size) = (del.file_path(), del.file_size_in_bytes());
+        // Before any lookup or prefetch could have read it.
+        let kept = t.deletes.get(path).expect("the merge kept its delete file");
+        let from_file = position_delete::read_file(&t.file_io, path, size)
+            .await
+            .unwrap();
+        assert_eq!(*kept, from_file);
+        assert_eq!(from_file.values().map(Vec::len).sum::<usize>(), 1);
+
+        assert!(manifest_lists().get(snapshot.manifest_list()).is_none());
+        t.prefetch(0).await;
+        let listed = manifest_lists()
+            .get(snapshot.manifest_list())
+            .expect("prefetch read the manifest list");
+        assert_eq!(listed.as_slice(), parsed.entries());
     }
 }

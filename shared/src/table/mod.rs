@@ -67,7 +67,7 @@ pub mod lookup;
 mod maintenance;
 pub mod manifests;
 mod merge;
-mod metadata_cache;
+pub(crate) mod metadata_cache;
 pub mod offsets;
 pub mod orphans;
 mod owner;

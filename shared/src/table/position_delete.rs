@@ -15,7 +15,7 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use iceberg::io::FileIO;
 use iceberg::metadata_columns::{
     RESERVED_FIELD_ID_DELETE_FILE_PATH, delete_file_path_field, delete_file_pos_field,
@@ -129,6 +129,21 @@ pub async fn write(
     Ok(out)
 }
 
+/// What reading a delete file that holds exactly `positions` (sorted by path, then pos)
+/// gives: the writer's own file, cached without reading it back.
+pub fn parsed(positions: &[(Arc<str>, i64)]) -> DeletedPositions {
+    let mut out = DeletedPositions::new();
+    for (path, pos) in positions {
+        match out.get_mut(&**path) {
+            Some(v) => v.push(*pos),
+            None => {
+                out.insert(path.to_string(), vec![*pos]);
+            }
+        }
+    }
+    out
+}
+
 fn str_bound(d: Option<&Datum>) -> Option<&str> {
     match d?.literal() {
         PrimitiveLiteral::String(s) => Some(s.as_str()),
@@ -155,22 +170,18 @@ pub async fn read_deleted(
     paths: &HashSet<&str>,
     cache: Option<&DeleteCache>,
 ) -> Result<HashMap<String, Vec<i64>>> {
+    let targeting = deletes
+        .iter()
+        .filter(|d| paths.iter().any(|p| may_target(&d.file, p)));
+    // Several reads in flight (each a GET on S3); a cached file is no read at all. The
+    // futures are collected first, as in `files::live_files_of`.
+    let reads: Vec<_> = targeting.map(|d| read_cached(io, d, cache)).collect();
+    let parsed: Vec<Arc<DeletedPositions>> = futures::stream::iter(reads)
+        .buffered(MAX_DELETE_READS_IN_FLIGHT)
+        .try_collect()
+        .await?;
     let mut out: HashMap<String, Vec<i64>> = HashMap::new();
-    for d in deletes {
-        if !paths.iter().any(|p| may_target(&d.file, p)) {
-            continue;
-        }
-        let path = d.file.file_path();
-        let parsed = match cache.and_then(|c| c.get(path)) {
-            Some(p) => p,
-            None => {
-                let p = Arc::new(read_file(io, path, d.file.file_size_in_bytes()).await?);
-                if let Some(c) = cache {
-                    c.insert(path, p.clone());
-                }
-                p
-            }
-        };
+    for parsed in parsed {
         for (data_path, pos) in parsed.iter() {
             if paths.contains(data_path.as_str()) {
                 out.entry(data_path.clone()).or_default().extend(pos);
@@ -184,8 +195,28 @@ pub async fn read_deleted(
     Ok(out)
 }
 
+/// Delete files one lookup reads at once.
+const MAX_DELETE_READS_IN_FLIGHT: usize = 8;
+
+/// The positions of delete file `d`, from `cache` or read (then cached).
+async fn read_cached(
+    io: &FileIO,
+    d: &LiveFile,
+    cache: Option<&DeleteCache>,
+) -> Result<Arc<DeletedPositions>> {
+    let path = d.file.file_path();
+    if let Some(p) = cache.and_then(|c| c.get(path)) {
+        return Ok(p);
+    }
+    let p = Arc::new(read_file(io, path, d.file.file_size_in_bytes()).await?);
+    if let Some(c) = cache {
+        c.insert(path, p.clone());
+    }
+    Ok(p)
+}
+
 /// Every position one delete file names, by data file (each list sorted).
-async fn read_file(io: &FileIO, path: &str, size: u64) -> Result<DeletedPositions> {
+pub(super) async fn read_file(io: &FileIO, path: &str, size: u64) -> Result<DeletedPositions> {
     let mut out = DeletedPositions::new();
     let b = super::reader::open(io, path, size, false, false).await?;
     let mut stream = b.build().io(|| format!("read {path}"))?;
