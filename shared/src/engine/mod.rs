@@ -253,8 +253,8 @@ impl BatchProcessor {
         undecodable: &[DeadLetter],
     ) -> Result<PartitionReport> {
         let t_decode = Instant::now();
-        // The merge's first reads (catalog pointer, metadata, manifests: round trips on S3
-        // or Glue) overlap the decode, which is CPU only.
+        // The merge's first reads (metadata, manifests, delete files: round trips on S3) are
+        // made ahead, beside the decode, which is CPU only.
         let cp = Arc::clone(&self.cp);
         let decoding = tokio::task::spawn_blocking(move || {
             let decoded = batch::decode(&cp, &records);

@@ -162,8 +162,8 @@ async fn publish(
         })
         .await?;
     if won {
-        // The next load reads this version: it is what a reader would parse (the
-        // metadata_cache test holds that), so the read is saved.
+        // The next load reads this version: it is what a reader would parse (the test
+        // `merge::warm_cache_tests` holds that), so the read is saved.
         super::metadata_cache::metadata().insert(&new_loc, Arc::new(new_md));
     } else {
         super::writer::delete_files_best_effort(io, written.into_iter()).await;
@@ -259,13 +259,10 @@ pub async fn commit_snapshot(
             }
         }
     }
-    for (_, w) in rewritten {
-        manifests.push(
-            w.write_manifest_file()
-                .await
-                .io(|| "write manifest".into())?,
-        );
-    }
+    let mut writes: Vec<_> = rewritten
+        .into_iter()
+        .map(|(_, w)| w.write_manifest_file())
+        .collect();
     if removed.len() != change.removed_paths.len() {
         super::writer::delete_files_best_effort(io, written.into_iter()).await;
         return Ok(CommitResult::Lost(format!(
@@ -275,31 +272,27 @@ pub async fn commit_snapshot(
         )));
     }
 
-    // 2) new manifests
-    if !change.added_data.is_empty() {
-        let mut w = new_writer(ManifestContentType::Data, &mut written)?;
-        for f in &change.added_data {
-            w.add_file(f.clone(), seq)
-                .kind(ErrorKind::Internal, || "manifest data entry".into())?;
+    // 2) new manifests; all of them written at once (each a PUT on S3), listed in order
+    let added = [
+        (ManifestContentType::Data, &change.added_data),
+        (ManifestContentType::Deletes, &change.added_deletes),
+    ];
+    for (content, files) in added {
+        if files.is_empty() {
+            continue;
         }
-        manifests.push(
-            w.write_manifest_file()
-                .await
-                .io(|| "write data manifest".into())?,
-        );
-    }
-    if !change.added_deletes.is_empty() {
-        let mut w = new_writer(ManifestContentType::Deletes, &mut written)?;
-        for f in &change.added_deletes {
-            w.add_file(f.clone(), seq)
-                .kind(ErrorKind::Internal, || "manifest delete entry".into())?;
+        let mut w = new_writer(content, &mut written)?;
+        for f in files {
+            w.add_file(f.clone(), seq).kind(ErrorKind::Internal, || {
+                format!("manifest entry {content:?}")
+            })?;
         }
-        manifests.push(
-            w.write_manifest_file()
-                .await
-                .io(|| "write delete manifest".into())?,
-        );
+        writes.push(w.write_manifest_file());
     }
+    let new_manifests = futures::future::try_join_all(writes)
+        .await
+        .io(|| "write manifests".into())?;
+    manifests.extend(new_manifests);
 
     // 3) manifest list, snapshot, metadata
     let list_path = format!(
