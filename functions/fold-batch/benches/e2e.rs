@@ -110,12 +110,15 @@ async fn load(dir: &Path, keys: u64) {
 async fn run(payloads: &[String]) {
     let handler = FoldBatch::new(BatchProcessor::from_env().await.unwrap()).without_metrics();
     for path in payloads {
-        let text = std::fs::read_to_string(path).unwrap();
+        let body = std::fs::read(path).unwrap();
         let (t0, c0) = (Instant::now(), cpu_ms());
-        let event: EsmEvent = serde_json::from_str(&text).unwrap();
+        // As lambda_runtime 1.5 parses the body: bytes, serde_json under serde_path_to_error.
+        let event: EsmEvent =
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body))
+                .unwrap();
         let parse_ms = t0.elapsed().as_secs_f64() * 1e3;
         // As the Lambda runtime does: the body is freed once the event is parsed from it.
-        drop(text);
+        drop(body);
         let events: usize = event.records.values().map(Vec::len).sum();
         let response = handler.handle(event).await.unwrap();
         let (ms, cpu) = (t0.elapsed().as_secs_f64() * 1e3, cpu_ms() - c0);
