@@ -3,7 +3,7 @@
 //!
 //! `esm` knows the trigger's shapes, `handler` wires it to refold's batch engine
 //! (`refold::engine`, shared with the replay worker and the demo); `metrics` writes
-//! CloudWatch EMF.
+//! CloudWatch EMF; `parse_layer` parses the event ahead of the runtime's slower deserializer.
 
 // jemalloc, one arena: the engine decodes and folds on every core (refold-alloc says why).
 use refold_alloc as _;
@@ -11,3 +11,4 @@ use refold_alloc as _;
 pub mod esm;
 pub mod handler;
 pub mod metrics;
+pub mod parse_layer;

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use fold_batch::esm::EsmEvent;
 use fold_batch::handler::FoldBatch;
-use lambda_runtime::{LambdaEvent, service_fn};
+use fold_batch::parse_layer::{ParseLayer, ParsedEvents};
+use lambda_runtime::{LambdaEvent, Runtime, layers, service_fn};
 use refold::engine::{BatchProcessor, config};
 
 #[tokio::main]
@@ -20,13 +21,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     )
     .await?;
     let handler = Arc::new(FoldBatch::new(processor));
-    lambda_runtime::run(service_fn(move |ev: LambdaEvent<EsmEvent>| {
-        let h = Arc::clone(&handler);
-        async move {
-            h.handle(ev.payload)
-                .await
-                .map_err(lambda_runtime::Error::from)
-        }
-    }))
-    .await
+    let parsed = ParsedEvents::default();
+    let events = parsed.clone();
+    let service = service_fn(move |ev: LambdaEvent<EsmEvent>| {
+        let (h, event) = (Arc::clone(&handler), events.take(ev));
+        async move { h.handle(event).await.map_err(lambda_runtime::Error::from) }
+    });
+    // As lambda_runtime::run, with the event parsed ahead of the runtime (parse_layer).
+    Runtime::new(service)
+        .layer(ParseLayer::new(parsed))
+        .layer(layers::TracingLayer::new())
+        .run()
+        .await
 }
