@@ -13,6 +13,8 @@
 #      These figures are the release build's (the tests' profile); the build that ships
 #      (REFOLD_BENCH_COLD_PROFILE's, `lambda` by default) runs the same batches once more on
 #      the largest filesystem table, reported beside them.
+#      And the ESM event's parse alone: fold-batch's parse_layer against lambda_runtime's own
+#      (functions/fold-batch/benches/parse.rs, the repository's 4,853-record payload).
 #   3. The state table's merge alone (`cargo bench --workspace --bench table`).
 #   4. Cold start against a Runtime API stand-in (init, and init + first invocation) and
 #      zip size, for each of the four functions built with the size-tuned `lambda` profile.
@@ -23,8 +25,8 @@
 # REFOLD_BENCH_PY_BATCHES (default 3), REFOLD_BENCH_LINES (default 302000),
 # REFOLD_BENCH_STORES (default "fs s3"), REFOLD_BENCH_COLD_PROFILE (the functions' build for
 # cold start and zip size: `lambda`, the default, or `release`, stripped here: a quicker
-# build when the lambda profile's is not cached), REFOLD_BENCH_SKIP (words: fold e2e py table
-# cold), REFOLD_BENCH_APPEND=1 (add to the results of an earlier run in the same
+# build when the lambda profile's is not cached), REFOLD_BENCH_SKIP (words: fold e2e py parse
+# table cold), REFOLD_BENCH_APPEND=1 (add to the results of an earlier run in the same
 # REFOLD_BENCH_DIR instead of starting afresh).
 set -euo pipefail
 
@@ -168,6 +170,13 @@ if want py; then
         done
     done
   done
+fi
+
+# --- 2b. the ESM event's parse ----------------------------------------------------------------
+if want parse; then
+  log "ESM event parse: fold-batch's parse_layer against lambda_runtime's (cargo bench -p fold-batch --bench parse)"
+  line=$(cargo bench -q -p fold-batch --bench parse | tail -n 1)
+  record "$line"
 fi
 
 # --- 3. the merge alone -------------------------------------------------------------------

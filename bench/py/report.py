@@ -145,6 +145,12 @@ def main():
                     [r for r in mine if r["who"] == "refold-shipped"],
                     [r["r"] for r in mine if r["who"] == "refold"])
 
+    for r in (r for r in rows if r["what"] == "parse"):
+        add(f"| ESM event parse, {r['records']:,} records ({r['bytes'] / 1e6:.1f} MB), "
+            f"fold-batch's `parse_layer` (median of {r['rounds']}) | {r['ours_ms']:.2f} ms | "
+            f"lambda_runtime's own parse {r['runtime_ms']:.2f} ms | "
+            f"**{ratio(r['runtime_ms'], r['ours_ms'])} faster** |")
+
     for r in (r for r in rows if r["what"] == "cold"):
         c = r["r"]
         p50, init = c.get("p50_ms"), c.get("init_p50_ms")
