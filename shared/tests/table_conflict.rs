@@ -199,6 +199,30 @@ async fn conflicts(cfg: TableConfig) {
         reference(&stream)
     );
     assert_eq!(iceberg_scan(&a).await, summarize(&reference(&stream)));
+
+    // 8. The next merge starts from the base `prefetch` read: with no writer in between, one
+    // attempt; when another writer moved the pointer past it, the swap on that base is lost
+    // and the retry reads the pointer again (two attempts, the rows of both writers).
+    let batch = vec![ev("acme", "p3-k4", 3, 21, 14)];
+    a.prefetch(3).await;
+    assert_eq!(merge(&a, &batch).await.unwrap().attempts, 1);
+    stream.extend(batch);
+    let batch = vec![ev("acme", "p3-k5", 3, 22, 15)];
+    let other = vec![ev("acme", "p1-k6", 1, 19, 16)];
+    a.prefetch(3).await;
+    merge(&b, &other).await.unwrap();
+    assert_eq!(merge(&a, &batch).await.unwrap().attempts, 2);
+    stream.extend(other);
+    stream.extend(batch);
+    assert_eq!(
+        by_id(a.current_rows(None, None).await.unwrap()),
+        reference(&stream)
+    );
+    // A prefetch of another partition is not a base for this one.
+    let batch = vec![ev("acme", "p3-k6", 3, 23, 17)];
+    a.prefetch(1).await;
+    merge(&b, &[ev("acme", "p1-k7", 1, 20, 18)]).await.unwrap();
+    assert_eq!(merge(&a, &batch).await.unwrap().attempts, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

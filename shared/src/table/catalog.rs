@@ -286,11 +286,14 @@ fn storage_props(s: &StorageConfig) -> HashMap<String, String> {
     p
 }
 
-/// A FileIO for `storage` (local files, S3): the one object-store client stack of refold.
+/// A FileIO for `storage` (local files, S3): the one object-store client stack of refold,
+/// keeping the manifests it writes for the reads that follow (`written_files`).
 pub fn file_io(storage: &StorageConfig) -> FileIO {
-    FileIOBuilder::new(Arc::new(OpenDalResolvingStorageFactory::new()))
-        .with_props(storage_props(storage))
-        .build()
+    FileIOBuilder::new(Arc::new(
+        super::written_files::CachingStorageFactory::default(),
+    ))
+    .with_props(storage_props(storage))
+    .build()
 }
 
 fn is_postgres(uri: &str) -> bool {

@@ -84,7 +84,8 @@ impl StateTable {
             plan: None,
             timings: MergeTimings::default(),
         };
-        let res = retry::with_commit_retry!(self, |base, n| self
+        let first = self.take_prefetched(partition);
+        let res = retry::with_commit_retry!(self, first = first, |base, n| self
             .merge_attempt(&mut st, &mut fold, base, n)
             .await);
         // Out of attempts: the planned files were never committed. Any other error may have
@@ -576,6 +577,7 @@ mod warm_cache_tests {
 
     use super::*;
     use crate::table::metadata_cache::{manifest_lists, metadata};
+    use crate::table::written_files;
     use crate::table::{CatalogConfig, StateColumns, TableConfig, TableIdentity};
 
     fn row(total: i64, offset: i64) -> StateRow {
@@ -606,9 +608,10 @@ mod warm_cache_tests {
     }
 
     /// What a warm handle keeps of its own commits is what a reader parses from their files:
-    /// the metadata a won commit inserts, the manifest list it wrote once read (here by
-    /// `prefetch`; never before), the position-delete file it wrote. (The only test of this
-    /// crate's unit tests that commits: no other evicts the process cache's entries.)
+    /// the metadata a won commit inserts, the bytes of the manifests and manifest list it
+    /// wrote, that list once parsed (here by `prefetch`; never before), the position-delete
+    /// file it wrote. (The only test of this crate's unit tests that commits: no other
+    /// evicts the process caches' entries.)
     #[tokio::test]
     async fn a_warm_handle_caches_what_its_files_hold() {
         let dir = tempfile::tempdir().unwrap();
@@ -635,14 +638,27 @@ mod warm_cache_tests {
         assert_eq!(*cached, read);
 
         // The files as a reader finds them, through no cache.
+        let plain = iceberg::io::FileIOBuilder::new(Arc::new(
+            iceberg_storage_opendal::OpenDalResolvingStorageFactory::new(),
+        ))
+        .build();
         let snapshot = read.current_snapshot().unwrap();
-        let input = t.file_io.new_input(snapshot.manifest_list()).unwrap();
-        let parsed =
-            ManifestList::parse_with_version(&input.read().await.unwrap(), read.format_version())
-                .unwrap();
+        let list_bytes = plain
+            .new_input(snapshot.manifest_list())
+            .unwrap()
+            .read()
+            .await
+            .unwrap();
+        assert_eq!(
+            written_files::written(snapshot.manifest_list()),
+            Some(list_bytes.clone())
+        );
+        let parsed = ManifestList::parse_with_version(&list_bytes, read.format_version()).unwrap();
         let mut deletes = vec![];
         for mf in parsed.entries() {
-            let m = mf.load_manifest(&t.file_io).await.unwrap();
+            let stored = plain.new_input(&mf.manifest_path).unwrap().read().await;
+            assert_eq!(written_files::written(&mf.manifest_path), stored.ok());
+            let m = mf.load_manifest(&plain).await.unwrap();
             deletes.extend(
                 m.entries()
                     .iter()
@@ -658,7 +674,7 @@ mod warm_cache_tests {
         let (path, size) = (del.file_path(), del.file_size_in_bytes());
         // Before any lookup or prefetch could have read it.
         let kept = t.deletes.get(path).expect("the merge kept its delete file");
-        let from_file = position_delete::read_file(&t.file_io, path, size)
+        let from_file = position_delete::read_file(&plain, path, size)
             .await
             .unwrap();
         assert_eq!(*kept, from_file);

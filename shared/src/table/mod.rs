@@ -78,6 +78,7 @@ pub mod row;
 pub mod schema;
 pub mod stats;
 pub mod writer;
+pub mod written_files;
 
 pub use catalog::{CatalogSwap, SqlCatalogSwap, SwapRequest};
 pub use config::{
@@ -123,6 +124,19 @@ pub enum FaultPoint {
     AfterFilesWritten,
 }
 
+/// A base `prefetch` loaded for a merge of `partition`.
+#[derive(Debug)]
+struct Prefetched {
+    partition: i32,
+    base: Loaded,
+    at: std::time::Instant,
+}
+
+/// A prefetched base older than this is not used: the catalog pointer is read again. The
+/// engine merges a few tens of ms after its prefetch; an older base is likelier stale, and
+/// a stale one costs a whole lost attempt.
+const MAX_PREFETCHED_BASE_AGE_MS: u64 = 1_000;
+
 /// The loaded state of a table at one metadata version: the base a commit builds on.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -148,6 +162,8 @@ pub struct StateTable {
     deletes: delete_cache::DeleteCache,
     fault: std::sync::Mutex<Option<FaultPoint>>,
     hooks: hooks::Hooks,
+    /// The base `prefetch` loaded, for the merge that follows it (taken once).
+    prefetched: std::sync::Mutex<Option<Prefetched>>,
     /// The table's properties as this handle opened it (before an adoption commit records
     /// the configured ones).
     properties_at_open: BTreeMap<String, String>,
@@ -207,6 +223,7 @@ impl StateTable {
             limits,
             fault: std::sync::Mutex::new(None),
             hooks: hooks::Hooks::default(),
+            prefetched: std::sync::Mutex::new(None),
         };
         table.claim(&loaded).await?;
         Ok(table)
@@ -271,13 +288,23 @@ impl StateTable {
         catalog::load(self.catalog.as_ref(), &self.file_io, &self.ident).await
     }
 
-    /// Reads what a merge of `partition` reads first (the metadata, its manifest list, the
-    /// partition's manifests and position-delete files) into the caches, so that a caller
-    /// can overlap those round trips with other work. The merge reads the catalog pointer
-    /// again and meets any error itself: one here is only logged.
+    /// Reads what a merge of `partition` reads first (the catalog pointer, the metadata, its
+    /// manifest list, the partition's manifests and position-delete files), so that a caller
+    /// can overlap those round trips with other work. The next merge of `partition` starts
+    /// from the base read here when it comes within `MAX_PREFETCHED_BASE_AGE_MS` (on Glue,
+    /// one GetTable less): its commit is a compare-and-set on that base, so a base another
+    /// writer moved past loses the swap and the retry reads the pointer again. The merge
+    /// meets any error itself: one here is only logged.
     pub async fn prefetch(&self, partition: i32) {
         let warmed = async {
             let base = self.load().await?;
+            if let Ok(mut slot) = self.prefetched.lock() {
+                *slot = Some(Prefetched {
+                    partition,
+                    base: base.clone(),
+                    at: std::time::Instant::now(),
+                });
+            }
             let io = &self.file_io;
             let live =
                 files::live_files(io, &base.metadata, Some(partition), &self.manifests).await?;
@@ -288,6 +315,13 @@ impl StateTable {
         if let Err(e) = warmed.await {
             tracing::debug!(table = %self.cfg.table, partition, error = %e, "prefetch failed");
         }
+    }
+
+    /// The base the last `prefetch` of `partition` loaded, if recent (taken: used once).
+    fn take_prefetched(&self, partition: i32) -> Option<Loaded> {
+        let p = self.prefetched.lock().ok()?.take()?;
+        let fresh = p.at.elapsed() <= std::time::Duration::from_millis(MAX_PREFETCHED_BASE_AGE_MS);
+        (p.partition == partition && fresh).then_some(p.base)
     }
 
     /// An iceberg-rust `Table` of the current metadata (for scans by other readers and tests).

@@ -132,11 +132,20 @@ impl RetryLoop {
         }
     }
 
-    /// Loads the base of the next attempt. The policy comes from the first attempt's table
-    /// properties (a retry does not switch policies midway).
-    pub(crate) async fn next_base<T: CommitTarget>(&mut self, table: &T) -> Result<Loaded> {
+    /// Loads the base of the next attempt, or takes `given` (a base loaded moments before,
+    /// see `StateTable::prefetch`: a stale one loses its compare-and-set and the next
+    /// attempt loads). The policy comes from the first attempt's table properties (a retry
+    /// does not switch policies midway).
+    pub(crate) async fn next_base<T: CommitTarget>(
+        &mut self,
+        table: &T,
+        given: Option<Loaded>,
+    ) -> Result<Loaded> {
         self.attempts += 1;
-        let base = table.load_base().await?;
+        let base = match given {
+            Some(base) => base,
+            None => table.load_base().await?,
+        };
         if self.policy.is_none() {
             let p = CommitRetry::from_properties(base.metadata.properties(), table.retry_limits())?;
             let delays = Box::new(p.delays());
@@ -186,10 +195,15 @@ impl RetryLoop {
 /// policy is spent. Evaluates to `Result<T>`.
 macro_rules! with_commit_retry {
     ($table:expr, |$base:ident, $n:pat_param| $attempt:expr) => {
+        $crate::table::retry::with_commit_retry!($table, first = None, |$base, $n| $attempt)
+    };
+    // `first`: the first attempt's base, when the caller has one (else it is loaded).
+    ($table:expr, first = $first:expr, |$base:ident, $n:pat_param| $attempt:expr) => {
         async {
             let mut retry = $crate::table::retry::RetryLoop::new();
+            let mut first: Option<$crate::table::Loaded> = $first;
             loop {
-                let $base = retry.next_base($table).await?;
+                let $base = retry.next_base($table, first.take()).await?;
                 let $n = retry.attempts();
                 match $attempt? {
                     $crate::table::retry::Attempt::Done(t) => {
