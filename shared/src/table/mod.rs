@@ -21,14 +21,16 @@
 //! | [`file_index`] | a warm container's index of data files: rows on local disk, identity hashes in memory |
 //! | [`delete_cache`] | a warm container's parsed position-delete files |
 //! | `metadata_cache` | a process's parsed table metadata and manifest lists, by location (both immutable) |
+//! | `written_files` | the manifests and manifest lists a process wrote, as bytes: the storage under every FileIO refold builds |
 //! | [`offsets`] | the consumer group's offset map: snapshot summaries and a table property |
 //! | [`row`] | [`StateRow`] <-> Arrow, canonical JSON |
 //! | [`writer`] | data files (Parquet) |
 //! | [`reader`] | Parquet reading on any FileIO, with page indexes and row numbers |
 //!
 //! The merge protocol (`StateTable::merge_batch`):
-//! 1. load the table; check its format version (2), schema and spec ids (those refold opened
-//!    with); `c` = committed next offset of the batch's partition (-1: none; see [`offsets`]
+//! 1. load the table (or take the base `StateTable::prefetch` loaded moments before); check
+//!    its format version (2), schema and spec ids (those refold opened with); `c` =
+//!    committed next offset of the batch's partition (-1: none; see [`offsets`]
 //!    for where it is read from, and when refold refuses to guess);
 //! 2. look up the live rows (and their file positions) of the batch's keys in that partition;
 //! 3. call the fold (async: it may write dead letters before the commit) with `c` and those
@@ -78,7 +80,7 @@ pub mod row;
 pub mod schema;
 pub mod stats;
 pub mod writer;
-pub mod written_files;
+pub(crate) mod written_files;
 
 pub use catalog::{CatalogSwap, SqlCatalogSwap, SwapRequest};
 pub use config::{
